@@ -1,0 +1,1 @@
+"""Keras 3 autoencoders: dense, convolutional, denoising and variational."""

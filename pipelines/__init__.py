@@ -1,0 +1,1 @@
+"""Raw data files -> TFDS builders -> tf.data pipelines. Knows no model."""

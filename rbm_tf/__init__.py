@@ -1,0 +1,1 @@
+"""Restricted Boltzmann Machines and Deep Belief Networks as tf.Modules."""

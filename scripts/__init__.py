@@ -1,0 +1,1 @@
+"""Command-line entry points: parse arguments, wire a pipeline to a model, write a run directory."""
