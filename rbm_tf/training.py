@@ -1,0 +1,81 @@
+"""Contrastive-divergence training of an `RBM`, shared by the recommender and the DBN."""
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from rbm_tf.rbm import RBM
+
+
+@dataclasses.dataclass(frozen=True)
+class CDConfig:
+    """How an RBM learns.
+
+    k: Gibbs steps per update (CD-k). persistent: keep the negative chains between updates
+    (persistent CD, Tieleman 2008) instead of restarting them at the data. weight_decay: L2
+    penalty on the weights (not the biases), added to the gradient.
+    """
+
+    k: int = 1
+    learning_rate: float = 0.01
+    momentum: float = 0.5
+    weight_decay: float = 0.0
+    persistent: bool = False
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+
+class CDTrainer(tf.Module):
+    """Applies CD-k (or PCD) updates to an RBM with SGD and momentum.
+
+    The optimizer, the persistent chains and the RBM's random generator are all trackable,
+    so a `tf.train.Checkpoint(trainer=...)` restores training exactly where it stopped.
+    `batch_size` bounds the batches `train_step` accepts when persistent CD is on.
+    """
+
+    def __init__(self, rbm: RBM, config: CDConfig = CDConfig(), batch_size: int = 100, name=None):
+        super().__init__(name=name)
+        self.rbm = rbm
+        self.config = config
+        self.optimizer = keras.optimizers.SGD(learning_rate=config.learning_rate,
+                                              momentum=config.momentum)
+        self.optimizer.build(rbm.variables_for_training)
+        self.persistent_hidden = None
+        if config.persistent:
+            # Tieleman's fantasy particles start at random states and burn in while training.
+            self.persistent_hidden = tf.Variable(
+                tf.cast(rbm.generator.uniform([batch_size, rbm.num_hidden]) < 0.5, tf.float32),
+                trainable=False, name="persistent_hidden")
+
+    @tf.function
+    def train_step(self, visible, mask=None):
+        """One CD update on a batch; returns the batch's mean squared reconstruction error."""
+        chain_start = None
+        if self.persistent_hidden is not None:
+            chain_start = self.persistent_hidden[: tf.shape(visible)[0]]
+        gradients, chain_end = self.rbm.contrastive_divergence(
+            visible, mask, k=self.config.k, chain_start=chain_start)
+        if self.config.weight_decay:
+            gradients[0] = gradients[0] + self.config.weight_decay * self.rbm.weights
+        self.optimizer.apply(gradients, self.rbm.variables_for_training)
+        if self.persistent_hidden is not None:
+            self.persistent_hidden[: tf.shape(visible)[0]].assign(chain_end)
+        return {"reconstruction_error": reconstruction_error(self.rbm, visible, mask)}
+
+
+def reconstruction_error(rbm: RBM, visible, mask=None):
+    """Mean squared difference between observed values and their mean-field reconstruction."""
+    visible = tf.convert_to_tensor(visible, tf.float32)
+    squared_error = tf.square(visible - rbm.reconstruct(visible, mask))
+    if mask is None:
+        return tf.reduce_mean(squared_error)
+    return tf.reduce_mean(tf.boolean_mask(squared_error, mask))

@@ -1,0 +1,226 @@
+"""The one place for run directories, shared by every training script.
+
+A run directory holds what a training run leaves behind:
+
+    RUN/run_config.json        the arguments the run was started with
+    RUN/checkpoints/           tf.train.CheckpointManager checkpoints (``--resume`` continues)
+    RUN/tensorboard/           TensorBoard summaries
+    RUN/metrics.json           {"final": {...}, "epochs": [{"epoch", "seconds", ...}, ...]}
+    RUN/metrics.png            metric curves, with the baseline drawn
+    RUN/export/NAME/VERSION/   SavedModels as TensorFlow Serving loads them
+
+Every file is written atomically (a temporary file in the same directory, then a rename), so
+an interrupted run never leaves a half-written file behind. `run_cli` turns the errors a user
+can fix into one line on stderr and exit code 2.
+"""
+
+import contextlib
+import json
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+
+import tensorflow as tf
+
+
+class UserError(Exception):
+    """An error the user can fix (bad path, bad argument): printed as one line, exit 2."""
+
+
+def user_error_types():
+    """Exception types whose message is meant for the user, from every pipeline module."""
+    types = [UserError]
+    from pipelines import movielens
+    types.append(movielens.MovieLensError)
+    with contextlib.suppress(ImportError, AttributeError):
+        from pipelines import images
+        types.append(images.IdxError)
+    return tuple(types)
+
+
+def run_cli(main, argv=None):
+    """Run a script's `main(argv)`: user errors -> one line on stderr, exit 2; Ctrl-C -> exit 130."""
+    try:
+        return main(argv)
+    except user_error_types() as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint is kept; rerun with --resume to continue",
+              file=sys.stderr)
+        sys.exit(130)
+
+
+# -- atomic files -------------------------------------------------------------------------------
+
+def write_text_atomic(path, text):
+    """Write `text` to `path` through a temporary file in the same directory and a rename."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.",
+                                     suffix=".tmp", delete=False, encoding="utf-8") as handle:
+        handle.write(text)
+        temporary = handle.name
+    os.replace(temporary, path)
+
+
+def write_json_atomic(path, obj):
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def save_figure_atomic(figure, path):
+    """Save a matplotlib figure as PNG through a temporary file and a rename."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=100, bbox_inches="tight")
+    os.replace(temporary, path)
+
+
+# -- the run directory ---------------------------------------------------------------------------
+
+class RunDirectory:
+    """Paths and files of one training run."""
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def checkpoint_dir(self):
+        return self.path / "checkpoints"
+
+    @property
+    def tensorboard_dir(self):
+        return self.path / "tensorboard"
+
+    @property
+    def metrics_path(self):
+        return self.path / "metrics.json"
+
+    @property
+    def config_path(self):
+        return self.path / "run_config.json"
+
+    def export_base(self):
+        return self.path / "export"
+
+    def has_checkpoint(self):
+        return tf.train.latest_checkpoint(str(self.checkpoint_dir)) is not None
+
+    def check_fresh_or_resume(self, resume):
+        """Refuse to train over an earlier run's checkpoints unless the user asked to resume."""
+        if resume and not self.has_checkpoint():
+            raise UserError(f"--resume given but {self.checkpoint_dir} holds no checkpoint")
+        if not resume and self.has_checkpoint():
+            raise UserError(f"{self.path} already holds a training run; pass --resume to "
+                            "continue it or choose another --run-dir")
+
+    def write_config(self, config):
+        write_json_atomic(self.config_path, config)
+
+    def read_config(self):
+        if not self.config_path.is_file():
+            raise UserError(f"{self.path} is not a run directory (no {self.config_path.name})")
+        return json.loads(self.config_path.read_text(encoding="utf-8"))
+
+    def checkpoint_manager(self, checkpoint, max_to_keep=3):
+        return tf.train.CheckpointManager(checkpoint, str(self.checkpoint_dir),
+                                          max_to_keep=max_to_keep)
+
+    def summary_writer(self, name):
+        return tf.summary.create_file_writer(str(self.tensorboard_dir / name))
+
+
+class MetricsLog:
+    """`metrics.json` of a run: one dict per epoch and a final summary, rewritten every epoch.
+
+    Resuming a run reads the epochs already logged, so the history stays whole.
+    """
+
+    def __init__(self, path, resume=False):
+        self.path = pathlib.Path(path)
+        self.epochs = []
+        self.final = {}
+        if resume and self.path.is_file():
+            logged = json.loads(self.path.read_text(encoding="utf-8"))
+            self.epochs = list(logged.get("epochs", []))
+            self.final = dict(logged.get("final", {}))
+
+    def log_epoch(self, record):
+        """Append `record` (must hold "epoch") dropping any later epochs a resume redoes."""
+        self.epochs = [e for e in self.epochs if e["epoch"] < record["epoch"]] + [dict(record)]
+        self.write()
+
+    def set_final(self, final):
+        self.final = dict(final)
+        self.write()
+
+    def write(self):
+        write_json_atomic(self.path, {"final": self.final, "epochs": self.epochs})
+
+
+def plot_metrics(epochs, series, path, baseline_key=None, baseline_label="baseline", title=None):
+    """Draw metric curves per epoch, with a dashed line for the baseline, into a PNG.
+
+    series: {label: key in each epoch record}; baseline_key: key of the baseline value.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(7, 4.5))
+    x = [record["epoch"] for record in epochs]
+    for label, key in series.items():
+        axes.plot(x, [record.get(key) for record in epochs], marker="o", label=label)
+    if baseline_key is not None and epochs:
+        axes.axhline(epochs[-1][baseline_key], color="grey", linestyle="--",
+                     label=f"{baseline_label} ({epochs[-1][baseline_key]:.3f})")
+    axes.set_xlabel("epoch")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    if title:
+        axes.set_title(title)
+    save_figure_atomic(figure, path)
+    pyplot.close(figure)
+
+
+# -- export ----------------------------------------------------------------------------------------
+
+def existing_versions(model_base):
+    model_base = pathlib.Path(model_base)
+    if not model_base.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_base.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def export_versioned(export_base, model_name, write_saved_model):
+    """Export to `export_base/model_name/<version>/`, the layout TensorFlow Serving loads.
+
+    `write_saved_model(path)` writes a SavedModel into `path`. It writes into a temporary
+    directory that is renamed to the next version (one above the highest existing), so TF
+    Serving never sees a half-written version and no version is ever overwritten.
+    Returns the new version's path.
+    """
+    model_base = pathlib.Path(export_base) / model_name
+    model_base.mkdir(parents=True, exist_ok=True)
+    temporary = pathlib.Path(tempfile.mkdtemp(prefix=".export-", dir=model_base))
+    try:
+        write_saved_model(str(temporary / "saved_model"))
+        versions = existing_versions(model_base)
+        version = (versions[-1] + 1) if versions else 1
+        target = model_base / str(version)
+        os.rename(temporary / "saved_model", target)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+    return target
+
+
+def latest_export(export_base, model_name):
+    """Path of the highest exported version, or raise UserError."""
+    versions = existing_versions(pathlib.Path(export_base) / model_name)
+    if not versions:
+        raise UserError(f"no export of {model_name!r} under {export_base}")
+    return pathlib.Path(export_base) / model_name / str(versions[-1])
