@@ -1,0 +1,369 @@
+"""MovieLens raw files: the releases, their readers, train/test splits and download.
+
+Every GroupLens release is read into one ratings table with the columns ``user``, ``movie``,
+``rating`` and ``timestamp``:
+
+* ML-100K ``u.data`` (tab separated, no header) and its canonical ``u1``..``u5``, ``ua``,
+  ``ub`` ``.base``/``.test`` splits;
+* ML-1M and ML-10M ``ratings.dat`` (``::`` separated);
+* ``ratings.csv`` of ML-20M and the newer releases (header, half stars).
+
+A malformed line or a rating outside the release's scale is a `MovieLensError` naming the file
+and the line, never a parser traceback.
+"""
+
+import dataclasses
+import hashlib
+import os
+import pathlib
+import re
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+
+import numpy as np
+import pandas as pd
+
+RATING_COLUMNS = ("user", "movie", "rating", "timestamp")
+CANONICAL_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
+DOWNLOAD_ROOT = "https://files.grouplens.org/datasets/movielens/"
+
+
+class MovieLensError(Exception):
+    """A MovieLens directory or file that cannot be used, said in one line the user can act on."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+    """One GroupLens release: where its files are and how they are written.
+
+    ``directory`` is the folder the official zip unpacks to. ``sha256``/``size`` are the
+    published checksum and size of the zip where they are fixed; releases that change over
+    time (``ml-latest``) are checked against the ``.md5`` file GroupLens publishes beside them.
+    """
+
+    name: str
+    directory: str
+    ratings_file: str
+    ratings_format: str  # "tab", "colons" or "csv"
+    titles_file: str
+    half_stars: bool
+    sha256: str | None = None
+    size: int | None = None
+
+    @property
+    def url(self):
+        return f"{DOWNLOAD_ROOT}{self.name}.zip"
+
+    @property
+    def allowed_ratings(self):
+        steps = np.arange(1, 11) / 2.0 if self.half_stars else np.arange(1, 6, dtype=float)
+        return steps
+
+
+RELEASES = {release.name: release for release in (
+    Release("ml-100k", "ml-100k", "u.data", "tab", "u.item", half_stars=False,
+            sha256="50d2a982c66986937beb9ffb3aa76efe955bf3d5c6b761f4e3a7cd717c6a3229", size=4924029),
+    Release("ml-1m", "ml-1m", "ratings.dat", "colons", "movies.dat", half_stars=False,
+            sha256="a6898adb50b9ca05aa231689da44c217cb524e7ebd39d264c56e2832f2c54e20", size=5917549),
+    Release("ml-10m", "ml-10M100K", "ratings.dat", "colons", "movies.dat", half_stars=True),
+    Release("ml-20m", "ml-20m", "ratings.csv", "csv", "movies.csv", half_stars=True,
+            sha256="96f243c338a8665f6bcc89c53edf6ee39162a846940de6b7c8c48aeada765ff3", size=198702078),
+    Release("ml-25m", "ml-25m", "ratings.csv", "csv", "movies.csv", half_stars=True,
+            sha256="8b21cfb7eb1706b4ec0aac894368d90acf26ebdfb6aced3ebd4ad5bd1eb9c6aa", size=261978986),
+    Release("ml-32m", "ml-32m", "ratings.csv", "csv", "movies.csv", half_stars=True),
+    Release("ml-latest", "ml-latest", "ratings.csv", "csv", "movies.csv", half_stars=True),
+    Release("ml-latest-small", "ml-latest-small", "ratings.csv", "csv", "movies.csv", half_stars=True,
+            sha256="696d65a3dfceac7c45750ad32df2c259311949efec81f0f144fdfb91ebc9e436", size=978202),
+)}
+
+
+def get_release(name):
+    """The `Release` called `name`, or a MovieLensError listing the known ones."""
+    try:
+        return RELEASES[name]
+    except KeyError:
+        raise MovieLensError(
+            f"unknown MovieLens release {name!r}; choose one of {', '.join(RELEASES)}") from None
+
+
+# -- finding the files ---------------------------------------------------------------------------
+
+def find_release_dir(raw_dir, release):
+    """The directory holding `release`'s ratings file: `raw_dir` itself or its release folder."""
+    raw_dir = pathlib.Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise MovieLensError(f"{raw_dir} is not a directory; pass the unpacked {release.name} "
+                             f"directory as --raw-dir (or add --download)")
+    candidates = [raw_dir, raw_dir / release.directory]
+    for candidate in candidates:
+        if (candidate / release.ratings_file).is_file():
+            return candidate
+    if not any(raw_dir.iterdir()):
+        raise MovieLensError(f"{raw_dir} is empty; it should hold the {release.name} files "
+                             f"(or add --download to fetch them)")
+    raise MovieLensError(f"no {release.ratings_file} in {raw_dir} or {raw_dir / release.directory}: "
+                         f"is this the {release.name} directory?")
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+def _read_table(path, release_format):
+    """Raw string columns of a ratings file and the file line number of its first data row."""
+    path = pathlib.Path(path)
+    if release_format == "csv":
+        options, first_line, value_columns = dict(sep=",", header=0), 2, [0, 1, 2, 3]
+    elif release_format == "colons":
+        # "u::m::r::t" split on ":" puts empty fields between the values; the C parser stays fast
+        options, first_line, value_columns = dict(sep=":", header=None), 1, [0, 2, 4, 6]
+    else:
+        options, first_line, value_columns = dict(sep="\t", header=None), 1, [0, 1, 2, 3]
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, engine="c",
+                            skip_blank_lines=True, **options)
+    except pd.errors.ParserError as error:
+        found = re.search(r"Expected \d+ fields in line (\d+)", str(error))
+        if found is None:
+            raise MovieLensError(f"{path}: not a MovieLens ratings file") from None
+        line = int(found.group(1))
+        raise MovieLensError(f"{path}:{line}: malformed line {_line_text(path, line)!r}; "
+                             "expected user, movie, rating, timestamp") from None
+    except UnicodeDecodeError as error:
+        raise MovieLensError(f"{path}: not a text file ({error.reason})") from None
+    if release_format == "csv" and list(table.columns[:4]) != ["userId", "movieId", "rating", "timestamp"]:
+        raise MovieLensError(f"{path}:1: expected the header userId,movieId,rating,timestamp")
+    if len(table.columns) <= max(value_columns):
+        raise MovieLensError(f"{path}:{first_line}: malformed line {_line_text(path, first_line)!r}; "
+                             "expected user, movie, rating, timestamp")
+    # what lies outside the value columns (the "::" gaps, surplus fields) must be empty
+    extra = [index for index in range(len(table.columns)) if index not in value_columns]
+    surplus = (table.iloc[:, extra] != "").any(axis=1).to_numpy(copy=True)
+    values = table.iloc[:, value_columns]
+    values.columns = list(RATING_COLUMNS)
+    return values, first_line, surplus
+
+
+def _line_text(path, line_number):
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if number == line_number:
+                return line.decode("latin-1").rstrip("\r\n")
+    return ""
+
+
+def _row_line_numbers(path, first_line, rows):
+    """File line numbers of the given data rows, counting the blank lines pandas skipped."""
+    wanted = set(int(row) for row in rows)
+    numbers, row = {}, -1
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if number < first_line or not line.strip():
+                continue
+            row += 1
+            if row in wanted:
+                numbers[row] = number
+                if len(numbers) == len(wanted):
+                    break
+    return [numbers.get(int(r), first_line + int(r)) for r in rows]
+
+
+def read_ratings_file(path, release):
+    """One ratings file of `release` as a table (user, movie: int64; rating, timestamp).
+
+    Raises MovieLensError with the file and line of the first malformed line or the first
+    rating outside the release's scale.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise MovieLensError(f"{path} does not exist")
+    raw, first_line, bad = _read_table(path, release.ratings_format)
+    numeric = {name: pd.to_numeric(raw[name].str.strip(), errors="coerce") for name in RATING_COLUMNS}
+    for name in ("user", "movie", "timestamp"):
+        values = numeric[name].to_numpy(float)
+        bad |= ~np.isfinite(values) | (values != np.round(values))
+    bad |= ~np.isfinite(numeric["rating"].to_numpy(float))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        line = _row_line_numbers(path, first_line, [row])[0]
+        raise MovieLensError(f"{path}:{line}: malformed line {_line_text(path, line)!r}; "
+                             "expected user, movie, rating, timestamp")
+    ratings = numeric["rating"].to_numpy(float)
+    off_scale = ~np.isin(ratings, release.allowed_ratings)
+    if off_scale.any():
+        row = int(np.flatnonzero(off_scale)[0])
+        line = _row_line_numbers(path, first_line, [row])[0]
+        scale = "0.5 to 5 in half stars" if release.half_stars else "1 to 5 in whole stars"
+        raise MovieLensError(f"{path}:{line}: rating {ratings[row]:g} is outside {release.name}'s "
+                             f"scale ({scale})")
+    table = pd.DataFrame({
+        "user": numeric["user"].to_numpy(np.int64),
+        "movie": numeric["movie"].to_numpy(np.int64),
+        "rating": ratings.astype(np.float32),
+        "timestamp": numeric["timestamp"].to_numpy(np.int64),
+    })
+    if len(table) == 0:
+        raise MovieLensError(f"{path} holds no ratings")
+    return table
+
+
+def load_ratings(raw_dir, release):
+    """All ratings of `release` from its directory (or the directory's parent)."""
+    release_dir = find_release_dir(raw_dir, release)
+    return read_ratings_file(release_dir / release.ratings_file, release)
+
+
+def load_titles(raw_dir, release):
+    """{movie id: title} from u.item, movies.dat or movies.csv; {} when the file is absent."""
+    release_dir = find_release_dir(raw_dir, release)
+    path = release_dir / release.titles_file
+    if not path.is_file():
+        return {}
+    if release.titles_file == "movies.csv":
+        table = pd.read_csv(path, usecols=["movieId", "title"], dtype={"movieId": str, "title": str},
+                            keep_default_na=False, encoding="utf-8")
+        ids, titles = table["movieId"], table["title"]
+    else:
+        separator = "|" if release.titles_file == "u.item" else "::"
+        text = _decode(path.read_bytes())
+        rows = [line.split(separator) for line in text.splitlines() if line.strip()]
+        ids = [row[0] for row in rows]
+        titles = [row[1] if len(row) > 1 else "" for row in rows]
+    result = {}
+    for movie_id, title in zip(ids, titles):
+        movie_id = movie_id.strip()
+        if movie_id.isdigit():
+            result[int(movie_id)] = title.strip()
+    return result
+
+
+def _decode(data):
+    """Text of a titles file: UTF-8 where it is, Latin-1 (ML-100K, ML-1M) otherwise."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+# -- splits ----------------------------------------------------------------------------------------
+
+def canonical_split(raw_dir, release, split):
+    """ML-100K's own ``split.base`` / ``split.test`` files as (train, test) tables."""
+    if release.name != "ml-100k":
+        raise MovieLensError(f"split {split!r} exists only for ml-100k")
+    if split not in CANONICAL_SPLITS:
+        raise MovieLensError(f"unknown split {split!r}; ml-100k has {', '.join(CANONICAL_SPLITS)}")
+    release_dir = find_release_dir(raw_dir, release)
+    return (read_ratings_file(release_dir / f"{split}.base", release),
+            read_ratings_file(release_dir / f"{split}.test", release))
+
+
+def holdout_split(ratings, test_per_user, order="random", seed=0):
+    """Hold out `test_per_user` ratings of every user who has more than twice that many.
+
+    ``order="random"`` chooses them with `seed`; ``order="time"`` takes each user's latest.
+    Other users keep all their ratings in train. Returns (train, test) tables.
+    """
+    if test_per_user < 1:
+        raise MovieLensError(f"--test-per-user must be at least 1, got {test_per_user}")
+    if order == "random":
+        key = np.random.default_rng(seed).random(len(ratings))
+    elif order == "time":
+        # latest first; ties broken by movie id so the split never depends on file order
+        key = np.lexsort((-ratings["movie"].to_numpy(), -ratings["timestamp"].to_numpy()))
+        key = np.argsort(key, kind="stable").astype(float)
+    else:
+        raise MovieLensError(f"--order must be random or time, got {order!r}")
+    frame = ratings.assign(_key=key)
+    frame = frame.sort_values(["user", "_key"], kind="stable")
+    rank = frame.groupby("user").cumcount().to_numpy()
+    count = frame.groupby("user")["movie"].transform("size").to_numpy()
+    in_test = (count > 2 * test_per_user) & (rank < test_per_user)
+    frame = frame.drop(columns="_key")
+    return (frame[~in_test].sort_index().reset_index(drop=True),
+            frame[in_test].sort_index().reset_index(drop=True))
+
+
+def like_labels(ratings, threshold=3.0):
+    """1 (like) where rating >= threshold, 0 (dislike) otherwise."""
+    return (np.asarray(ratings) >= threshold).astype(np.int32)
+
+
+# -- download ------------------------------------------------------------------------------------
+
+def file_digest(path, algorithm):
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def unpack_release(zip_path, raw_dir, release, sha256=None, md5=None):
+    """Check the zip against its checksum and unpack it into `raw_dir` atomically.
+
+    The members are extracted into a temporary folder beside the target and renamed into
+    place, so an interrupted unpack leaves no half-written release directory.
+    Returns the release directory.
+    """
+    zip_path, raw_dir = pathlib.Path(zip_path), pathlib.Path(raw_dir)
+    if sha256 is not None and file_digest(zip_path, "sha256") != sha256:
+        raise MovieLensError(f"{zip_path} does not match the published sha256 of {release.name}; "
+                             "the download is damaged, delete it and try again")
+    if md5 is not None and file_digest(zip_path, "md5") != md5:
+        raise MovieLensError(f"{zip_path} does not match the published md5 of {release.name}; "
+                             "the download is damaged, delete it and try again")
+    target = raw_dir / release.directory
+    if target.exists():
+        raise MovieLensError(f"{target} already exists; remove it or drop --download")
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix=".unpack-", dir=raw_dir))
+    try:
+        try:
+            with zipfile.ZipFile(zip_path) as archive:
+                for member in archive.namelist():
+                    resolved = (scratch / member).resolve()
+                    if scratch.resolve() not in resolved.parents and resolved != scratch.resolve():
+                        raise MovieLensError(f"{zip_path} has an unsafe member path {member!r}")
+                archive.extractall(scratch)
+        except zipfile.BadZipFile:
+            raise MovieLensError(f"{zip_path} is not a zip file") from None
+        unpacked = scratch / release.directory
+        if not (unpacked / release.ratings_file).is_file():
+            raise MovieLensError(f"{zip_path} has no {release.directory}/{release.ratings_file}")
+        os.rename(unpacked, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def _fetch(url, path):
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(path, "wb") as handle:
+            shutil.copyfileobj(response, handle, length=1 << 20)
+    except (urllib.error.URLError, OSError) as error:
+        raise MovieLensError(f"could not download {url}: {getattr(error, 'reason', error)}") from None
+
+
+def download_release(release, raw_dir):
+    """Download the official zip of `release` into `raw_dir`, verify it and unpack it.
+
+    Checked against the sha256 recorded here, or the ``.md5`` GroupLens publishes beside the
+    zip for releases without a fixed checksum. Returns the release directory.
+    """
+    raw_dir = pathlib.Path(raw_dir)
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=raw_dir, prefix=".download-") as scratch:
+        zip_path = pathlib.Path(scratch) / f"{release.name}.zip"
+        md5 = None
+        if release.sha256 is None:
+            md5_path = pathlib.Path(scratch) / "published.md5"
+            _fetch(release.url + ".md5", md5_path)
+            # published as "MD5 (name.zip) = <hex>" or "<hex>  name.zip"
+            found = re.search(r"\b[0-9a-fA-F]{32}\b", md5_path.read_text(errors="replace"))
+            if found is None:
+                raise MovieLensError(f"{release.url}.md5 holds no md5 checksum")
+            md5 = found.group(0).lower()
+        _fetch(release.url, zip_path)
+        return unpack_release(zip_path, raw_dir, release, sha256=release.sha256, md5=md5)

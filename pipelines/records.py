@@ -1,0 +1,221 @@
+"""TensorFlow Datasets builders that turn raw files into sharded TFRecords.
+
+`MovieLensRatings` writes one sparse example per user: the indices of the movies the user
+rated, their like (1) / dislike (0) labels and the raw ratings. Its ``test`` split carries
+the user's *training* ratings as input and the held-out ratings as targets, so a prediction
+for a test rating can only use what the model was allowed to see. Nothing dense is written:
+ML-25M as dense vectors would be 162k x 59k.
+
+The raw files are read from a manual directory (the user's MovieLens directory):
+
+    builder = MovieLensRatings(config=movielens_config("ml-100k", "u1"), data_dir=OUT)
+    builder.download_and_prepare(download_config=manual_download_config(RAW_DIR))
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from pipelines import movielens
+
+SPLIT_ORDERS = ("random", "time")
+
+
+@dataclasses.dataclass(eq=False)
+class MovieLensConfig(tfds.core.BuilderConfig):
+    """One (release, split) of MovieLens: a canonical ML-100K split or a per-user holdout."""
+
+    release: str = "ml-100k"
+    split: str = "u1"
+    test_per_user: int = 10
+    order: str = "random"
+    seed: int = 0
+    like_threshold: float = 3.0
+
+
+def movielens_config(release, split, test_per_user=10, order="random", seed=0,
+                     like_threshold=3.0):
+    """The builder config for a release and split; its name says everything that shapes the data.
+
+    split: "u1".."u5", "ua", "ub" (ML-100K's own files) or "holdout" (``test_per_user`` ratings
+    of every user with more than twice that many, chosen by ``order`` with ``seed``).
+    """
+    config = _make_movielens_config(release, split, test_per_user, order, seed, like_threshold)
+    # TFDS accepts a predefined config only as the very object the builder class holds
+    for predefined in MovieLensRatings.BUILDER_CONFIGS:
+        if predefined.name == config.name:
+            return predefined
+    return config
+
+
+def _make_movielens_config(release, split, test_per_user, order, seed, like_threshold):
+    movielens.get_release(release)
+    if split == "holdout":
+        if order not in SPLIT_ORDERS:
+            raise movielens.MovieLensError(f"--order must be one of {', '.join(SPLIT_ORDERS)}, got {order!r}")
+        name = f"{release}-holdout{test_per_user}-{order}"
+        if order == "random":
+            name += f"-seed{seed}"
+    elif split in movielens.CANONICAL_SPLITS:
+        if release != "ml-100k":
+            raise movielens.MovieLensError(
+                f"split {split!r} exists only for ml-100k; use --split holdout for {release}")
+        name = f"{release}-{split}"
+    else:
+        raise movielens.MovieLensError(
+            f"unknown split {split!r}; choose one of {', '.join(movielens.CANONICAL_SPLITS)} or holdout")
+    if like_threshold != 3.0:
+        name += f"-like{like_threshold:g}"
+    return MovieLensConfig(
+        name=name, release=release, split=split, test_per_user=test_per_user, order=order,
+        seed=seed, like_threshold=like_threshold,
+        description=f"MovieLens {release}, split {split}, like = rating >= {like_threshold:g}")
+
+
+def manual_download_config(raw_dir):
+    """A download config that reads the raw files from `raw_dir` and never touches the network."""
+    return tfds.download.DownloadConfig(manual_dir=str(raw_dir), try_download_gcs=False)
+
+
+_RATING_FEATURES = {
+    "movies": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+    "labels": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+    "ratings": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+}
+
+
+class MovieLensRatings(tfds.core.GeneratorBasedBuilder):
+    """MovieLens ratings per user as sparse like/dislike examples."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "One sparse example per user; test split carries training ratings as input."}
+    BUILDER_CONFIGS = [_make_movielens_config("ml-100k", split, 10, "random", 0, 3.0)
+                       for split in movielens.CANONICAL_SPLITS]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Pass the MovieLens directory (the unpacked GroupLens zip, e.g. ml-100k/ with u.data, "
+        "or its parent) as the manual directory; rbm-prepare --download fetches it.")
+
+    def _info(self):
+        features = {"user_id": np.int64}
+        for side in ("input", "target"):
+            features.update({f"{side}_{name}": feature for name, feature in _RATING_FEATURES.items()})
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict(features),
+            metadata=tfds.core.MetadataDict(),
+            homepage="https://grouplens.org/datasets/movielens/",
+            citation="F. Maxwell Harper and Joseph A. Konstan. 2015. The MovieLens Datasets: "
+                     "History and Context. ACM TiiS 5, 4, Article 19.")
+
+    def _split_generators(self, dl_manager):
+        config = self.builder_config
+        release = movielens.get_release(config.release)
+        raw_dir = dl_manager.manual_dir
+        if config.split == "holdout":
+            ratings = movielens.load_ratings(raw_dir, release)
+            train, test = movielens.holdout_split(
+                ratings, config.test_per_user, order=config.order, seed=config.seed)
+        else:
+            ratings = movielens.load_ratings(raw_dir, release)
+            train, test = movielens.canonical_split(raw_dir, release, config.split)
+        if len(test) == 0:
+            raise movielens.MovieLensError(f"split {config.name} has no test ratings")
+
+        movie_ids = np.unique(ratings["movie"].to_numpy())
+        titles = movielens.load_titles(raw_dir, release)
+        train_labels = movielens.like_labels(train["rating"].to_numpy(), config.like_threshold)
+        test_labels = movielens.like_labels(test["rating"].to_numpy(), config.like_threshold)
+        self.info.metadata.update({
+            "release": config.release,
+            "split": config.split,
+            "like_threshold": config.like_threshold,
+            "num_movies": int(len(movie_ids)),
+            "movie_ids": [int(m) for m in movie_ids],
+            "movie_titles": [titles.get(int(m), f"movie {int(m)}") for m in movie_ids],
+            "num_train_users": int(train["user"].nunique()),
+            "num_test_users": int(test["user"].nunique()),
+            "num_train_ratings": int(len(train)),
+            "num_test_ratings": int(len(test)),
+            "train_like_rate": float(train_labels.mean()),
+            "test_like_rate": float(test_labels.mean()),
+        })
+        train_by_user = _per_user(train, train_labels, movie_ids)
+        test_by_user = _per_user(test, test_labels, movie_ids)
+        return {
+            "train": self._generate_examples(train_by_user, train_by_user),
+            "test": self._generate_examples(train_by_user, test_by_user),
+        }
+
+    def _generate_examples(self, inputs_by_user, targets_by_user):
+        empty = {name: np.zeros([0], feature.np_dtype) for name, feature in _RATING_FEATURES.items()}
+        for user_id, targets in targets_by_user.items():
+            inputs = inputs_by_user.get(user_id, empty)
+            example = {"user_id": user_id}
+            example.update({f"input_{name}": value for name, value in inputs.items()})
+            example.update({f"target_{name}": value for name, value in targets.items()})
+            yield int(user_id), example
+
+
+def _per_user(table, labels, movie_ids):
+    """{user_id: {"movies": indices, "labels", "ratings"}} with movie ids mapped to 0..n-1."""
+    order = np.argsort(table["user"].to_numpy(), kind="stable")
+    users = table["user"].to_numpy()[order]
+    movies = np.searchsorted(movie_ids, table["movie"].to_numpy()[order]).astype(np.int32)
+    ratings = table["rating"].to_numpy()[order].astype(np.float32)
+    labels = np.asarray(labels)[order].astype(np.int32)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    ends = np.r_[starts[1:], len(users)]
+    return {
+        int(users[start]): {"movies": movies[start:end], "labels": labels[start:end],
+                            "ratings": ratings[start:end]}
+        for start, end in zip(starts, ends)
+    }
+
+
+# -- MNIST and Fashion-MNIST ----------------------------------------------------------------------
+
+from pipelines import images as idx_images  # noqa: E402  (kept beside the image builder it serves)
+
+
+class IdxImages(tfds.core.GeneratorBasedBuilder):
+    """MNIST or Fashion-MNIST from the user's IDX directory: 28x28x1 uint8 images and labels.
+
+        builder = IdxImages(config="mnist", data_dir=OUT)
+        builder.download_and_prepare(download_config=manual_download_config(IDX_DIR))
+    """
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Images and labels read from the original IDX files."}
+    BUILDER_CONFIGS = [
+        tfds.core.BuilderConfig(name="mnist", description="MNIST handwritten digits"),
+        tfds.core.BuilderConfig(name="fashion_mnist", description="Fashion-MNIST (Zalando) articles"),
+    ]
+    MANUAL_DOWNLOAD_INSTRUCTIONS = (
+        "Pass the directory holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+        "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (gz or uncompressed) as the "
+        "manual directory; ae-train --download fetches them.")
+
+    def _info(self):
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(idx_images.IMAGE_SIZE, idx_images.IMAGE_SIZE, 1),
+                                             dtype=np.uint8),
+                "label": tfds.features.ClassLabel(num_classes=idx_images.NUM_CLASSES),
+            }),
+            supervised_keys=("image", "label"),
+            # keep the published order, so test image i is the i-th image of the t10k file
+            disable_shuffling=True,
+            homepage={"mnist": "http://yann.lecun.com/exdb/mnist/",
+                      "fashion_mnist": "https://github.com/zalandoresearch/fashion-mnist"}[
+                          self.builder_config.name],
+        )
+
+    def _split_generators(self, dl_manager):
+        raw_dir = dl_manager.manual_dir
+        return {split: self._generate_examples(*idx_images.load_images(raw_dir, self.builder_config.name, split))
+                for split in idx_images.SPLITS}
+
+    def _generate_examples(self, images, labels):
+        for index, (image, label) in enumerate(zip(images, labels)):
+            yield index, {"image": image[..., np.newaxis], "label": int(label)}
