@@ -135,12 +135,15 @@ class RBM(tf.Module):
 
     # -- learning ----------------------------------------------------------------------------
 
-    def contrastive_divergence(self, visible, mask=None, k=1, chain_start=None):
+    def contrastive_divergence(self, visible, mask=None, k=1, chain_start=None,
+                               mean_field_visible=False):
         """Gradients of the negative log-likelihood estimated by CD-k (or PCD), batch-averaged.
 
         The chain starts from a hidden sample given the data, or from ``chain_start`` (a hidden
         state [batch, num_hidden], for persistent CD). Visible units are sampled at each Gibbs
-        step; missing ones stay missing. The statistics use hidden probabilities.
+        step, or with ``mean_field_visible`` replaced by their probabilities (Hinton's practical
+        guide for pixel intensities: less sampling noise in the negative statistics); missing
+        ones stay missing. The statistics use hidden probabilities.
 
         Returns (gradients, chain_end): ``gradients`` is a list matching ``self.variables_for_
         training`` (weights, visible bias, hidden bias), signed for minimisation so an optimizer
@@ -155,7 +158,12 @@ class RBM(tf.Module):
         negative_visible = visible
         negative_hidden = positive_hidden
         for _ in range(k):
-            _, negative_visible = self.sample_visible(hidden, mask, visible)
+            if mean_field_visible:
+                negative_visible = self.visible_probability(hidden)
+                if mask is not None:
+                    negative_visible = tf.where(mask, negative_visible, visible)
+            else:
+                _, negative_visible = self.sample_visible(hidden, mask, visible)
             negative_hidden, hidden = self.sample_hidden(negative_visible, mask)
         negative_units = self.visible_units(negative_visible, mask)
         weights_gradient = -(tf.matmul(positive_units, positive_hidden, transpose_a=True)

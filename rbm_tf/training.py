@@ -14,7 +14,8 @@ class CDConfig:
 
     k: Gibbs steps per update (CD-k). persistent: keep the negative chains between updates
     (persistent CD, Tieleman 2008) instead of restarting them at the data. weight_decay: L2
-    penalty on the weights (not the biases), added to the gradient.
+    penalty on the weights (not the biases), added to the gradient. mean_field_visible: use
+    visible probabilities instead of samples in the negative phase (for pixel intensities).
     """
 
     k: int = 1
@@ -22,6 +23,7 @@ class CDConfig:
     momentum: float = 0.5
     weight_decay: float = 0.0
     persistent: bool = False
+    mean_field_visible: bool = False
 
     def __post_init__(self):
         if self.k < 1:
@@ -63,7 +65,8 @@ class CDTrainer(tf.Module):
         if self.persistent_hidden is not None:
             chain_start = self.persistent_hidden[: tf.shape(visible)[0]]
         gradients, chain_end = self.rbm.contrastive_divergence(
-            visible, mask, k=self.config.k, chain_start=chain_start)
+            visible, mask, k=self.config.k, chain_start=chain_start,
+            mean_field_visible=self.config.mean_field_visible)
         if self.config.weight_decay:
             gradients[0] = gradients[0] + self.config.weight_decay * self.rbm.weights
         self.optimizer.apply(gradients, self.rbm.variables_for_training)
