@@ -15,6 +15,7 @@ can fix into one line on stderr and exit code 2.
 """
 
 import contextlib
+import errno
 import json
 import os
 import pathlib
@@ -86,7 +87,6 @@ class RunDirectory:
 
     def __init__(self, path):
         self.path = pathlib.Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
 
     @property
     def checkpoint_dir(self):
@@ -111,12 +111,13 @@ class RunDirectory:
         return tf.train.latest_checkpoint(str(self.checkpoint_dir)) is not None
 
     def check_fresh_or_resume(self, resume):
-        """Refuse to train over an earlier run's checkpoints unless the user asked to resume."""
+        """Refuse to train over an earlier run's checkpoints unless asked to resume; create the run."""
         if resume and not self.has_checkpoint():
             raise UserError(f"--resume given but {self.checkpoint_dir} holds no checkpoint")
         if not resume and self.has_checkpoint():
             raise UserError(f"{self.path} already holds a training run; pass --resume to "
                             "continue it or choose another --run-dir")
+        self.path.mkdir(parents=True, exist_ok=True)
 
     def write_config(self, config):
         write_json_atomic(self.config_path, config)
@@ -190,6 +191,7 @@ def plot_metrics(epochs, series, path, baseline_key=None, baseline_label="baseli
 # -- export ----------------------------------------------------------------------------------------
 
 def existing_versions(model_base):
+    """Sorted version numbers exported under `model_base` (its all-digit subdirectories)."""
     model_base = pathlib.Path(model_base)
     if not model_base.is_dir():
         return []
@@ -206,13 +208,21 @@ def export_versioned(export_base, model_name, write_saved_model):
     """
     model_base = pathlib.Path(export_base) / model_name
     model_base.mkdir(parents=True, exist_ok=True)
+    # a dot-name is not a version to TF Serving, which only loads all-digit directories
     temporary = pathlib.Path(tempfile.mkdtemp(prefix=".export-", dir=model_base))
     try:
         write_saved_model(str(temporary / "saved_model"))
-        versions = existing_versions(model_base)
-        version = (versions[-1] + 1) if versions else 1
-        target = model_base / str(version)
-        os.rename(temporary / "saved_model", target)
+        while True:
+            versions = existing_versions(model_base)
+            target = model_base / str((versions[-1] + 1) if versions else 1)
+            try:
+                # the kernel refuses to rename onto a non-empty directory, so of two exports
+                # racing for one number the loser takes the next one instead of overwriting
+                os.rename(temporary / "saved_model", target)
+                break
+            except OSError as error:
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
     return target
@@ -224,3 +234,55 @@ def latest_export(export_base, model_name):
     if not versions:
         raise UserError(f"no export of {model_name!r} under {export_base}")
     return pathlib.Path(export_base) / model_name / str(versions[-1])
+
+
+def find_exports(path):
+    """The SavedModel version directories that `path` names, for reading or serving.
+
+    `path` may be a version directory itself, a model's directory (its latest version), or an
+    export base or run directory (the latest version of every model in it).
+    """
+    path = pathlib.Path(path)
+    if (path / "saved_model.pb").is_file():
+        return [path]
+    if not path.is_dir():
+        raise UserError(f"{path} does not exist")
+    if existing_versions(path):
+        return [latest_export(path.parent, path.name)]
+    base = path / "export" if (path / "export").is_dir() else path
+    found = [latest_export(base, model.name) for model in sorted(base.iterdir())
+             if model.is_dir() and existing_versions(model)]
+    if not found:
+        raise UserError(f"no SavedModel under {path} (expected BASE/<model>/<version>/saved_model.pb)")
+    return found
+
+
+def read_signatures(export_dir):
+    """{signature name: {"inputs"|"outputs": {name: (dtype name, shape list or None)}}}.
+
+    Read from saved_model.pb without loading the model, so it is quick and runs no graph.
+    Shapes use None for a dimension of any size; None for the whole shape means any rank.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    pb_path = pathlib.Path(export_dir) / "saved_model.pb"
+    try:
+        saved_model.ParseFromString(pb_path.read_bytes())
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {pb_path}: {error}") from None
+    serving = [graph for graph in saved_model.meta_graphs if "serve" in graph.meta_info_def.tags]
+    if not serving:
+        raise UserError(f"{pb_path} has no MetaGraph tagged 'serve'")
+
+    def describe(tensors):
+        described = {}
+        for name, info in sorted(tensors.items()):
+            shape = tf.TensorShape(info.tensor_shape)
+            described[name] = (tf.dtypes.as_dtype(info.dtype).name,
+                               shape.as_list() if shape.rank is not None else None)
+        return described
+
+    return {name: {"inputs": describe(signature.inputs), "outputs": describe(signature.outputs)}
+            for name, signature in sorted(serving[0].signature_def.items())
+            if not name.startswith("__")}

@@ -1,0 +1,44 @@
+"""Fixtures shared by the MovieLens test files: a small ML-100K directory written in the test."""
+
+import numpy as np
+import pytest
+
+
+def planted_ml100k_ratings(num_users=80, num_movies=30, seed=0):
+    """(user, movie, rating, timestamp) rows with two taste groups of opposite likes.
+
+    Movies 1-5 are liked by everyone, so "always like" is a real baseline; each user rates
+    about 60% of the movies.
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user in range(1, num_users + 1):
+        likes_first_half = user % 2 == 0
+        for movie in range(1, num_movies + 1):
+            if rng.random() > 0.6:
+                continue
+            liked = movie <= 5 or ((movie <= num_movies // 2) == likes_first_half)
+            rating = int(rng.integers(4, 6)) if liked else int(rng.integers(1, 3))
+            rows.append((user, movie, rating, 880000000 + int(rng.integers(0, 10**6))))
+    return rows
+
+
+def write_ml100k(directory, rows, test_fraction=0.2, seed=0):
+    """u.data, u.item and u1.base/u1.test in ML-100K's own formats."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [f"{u}\t{m}\t{r}\t{t}\n" for u, m, r, t in rows]
+    (directory / "u.data").write_text("".join(lines))
+    in_test = np.random.default_rng(seed).random(len(lines)) < test_fraction
+    (directory / "u1.base").write_text("".join(l for l, t in zip(lines, in_test) if not t))
+    (directory / "u1.test").write_text("".join(l for l, t in zip(lines, in_test) if t))
+    movies = sorted({m for _, m, _, _ in rows})
+    (directory / "u.item").write_bytes("".join(
+        f"{m}|Movie {m} (199{m % 10})|01-Jan-1995||http://example.invalid|0\n" for m in movies
+    ).encode("latin-1"))
+    return directory
+
+
+@pytest.fixture
+def ml100k_dir(tmp_path):
+    """A planted-taste ML-100K directory under tmp_path/raw/ml-100k."""
+    return write_ml100k(tmp_path / "raw" / "ml-100k", planted_ml100k_ratings())
