@@ -57,8 +57,9 @@ def add_split_arguments(parser):
     parser.add_argument("--release", default="ml-100k",
                         help="GroupLens release name: ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, ml-32m, "
                              "ml-latest, ml-latest-small (default: %(default)s)")
-    parser.add_argument("--split", default="u1",
-                        help="u1..u5, ua, ub (ML-100K's own splits) or holdout (default: %(default)s)")
+    parser.add_argument("--split",
+                        help="u1..u5, ua, ub (ML-100K's own splits) or holdout (default: u1 for "
+                             "ml-100k, holdout for the other releases)")
     parser.add_argument("--test-per-user", type=int, default=10,
                         help="with --split holdout: ratings held out per user (users with more "
                              "than twice as many) (default: %(default)s)")
@@ -74,7 +75,9 @@ def add_split_arguments(parser):
 
 
 def split_config(args):
-    return records.movielens_config(args.release, args.split, test_per_user=args.test_per_user,
+    """The prepared data set the split arguments name."""
+    split = args.split or ("u1" if args.release == "ml-100k" else "holdout")
+    return records.movielens_config(args.release, split, test_per_user=args.test_per_user,
                                     order=args.order, seed=args.split_seed,
                                     like_threshold=args.like_threshold)
 
