@@ -91,11 +91,15 @@ class DBN(tf.Module):
         layer set to its RBM's weights and hidden biases (the softmax layer starts random)."""
         model = build_classifier(self.layer_sizes, num_classes, activation="sigmoid",
                                  dropout=dropout, input_shape=input_shape, seed=seed)
+        self.initialise_classifier(model)
+        return model
+
+    def initialise_classifier(self, model):
+        """Set each hidden Dense layer of a `build_classifier` model to its RBM's weights and biases."""
         for index, rbm in enumerate(self.rbms):
             dense = model.get_layer(hidden_layer_name(index))
             dense.kernel.assign(rbm.weights)
             dense.bias.assign(rbm.hidden_bias)
-        return model
 
     def generate(self, num_samples=None, gibbs_steps=1000, start=None):
         """Images from the model: a Gibbs chain in the top RBM, then a mean-field pass down.
@@ -191,13 +195,17 @@ def check_images(images, image_shape=IMAGE_SHAPE):
     shape = tf.shape(images)
     rank = len(image_shape) + 1
     padded = tf.pad(shape, [[0, rank]])[:rank]
-    tf.debugging.assert_equal(
-        tf.equal(tf.size(shape), rank) & tf.reduce_all(tf.equal(padded[1:], expected[1:])), True,
-        message=f"images must be float32 of shape [batch, {', '.join(map(str, image_shape))}]")
-    tf.debugging.assert_equal(
-        tf.reduce_all((images >= 0.0) & (images <= 1.0)), True,
-        message="images must have values in [0, 1] (pixel intensity / 255)")
-    return tf.reshape(images, [-1, *image_shape])
+    checks = [
+        tf.debugging.assert_equal(
+            tf.equal(tf.size(shape), rank) & tf.reduce_all(tf.equal(padded[1:], expected[1:])), True,
+            message=f"images must be float32 of shape [batch, {', '.join(map(str, image_shape))}]"),
+        tf.debugging.assert_equal(
+            tf.reduce_all((images >= 0.0) & (images <= 1.0)), True,
+            message="images must have values in [0, 1] (pixel intensity / 255)"),
+    ]
+    # in a graph nothing orders the reshape after the checks unless told: it would fail first
+    with tf.control_dependencies([check for check in checks if check is not None]):
+        return tf.reshape(tf.identity(images), [-1, *image_shape])
 
 
 class ClassifierServing(tf.Module):
