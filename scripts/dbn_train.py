@@ -62,6 +62,7 @@ class DBNConfig:
     weight_decay: float = 0.0002
     finetune_learning_rate: float = 0.1
     finetune_momentum: float = 0.9
+    finetune_dropout: float = 0.0
     modern_learning_rate: float = 0.001
     modern_dropout: float = 0.2
     batch_size: int = 100
@@ -78,6 +79,8 @@ class DBNConfig:
                              "--pretrain-epochs and --gibbs-steps at least 0")
         if min(self.finetune_learning_rate, self.modern_learning_rate) <= 0:
             raise ValueError("learning rates must be positive")
+        if not (0 <= self.finetune_dropout < 1 and 0 <= self.modern_dropout < 1):
+            raise ValueError("dropout rates must be in [0, 1)")
         self.cd_config()
 
     @property
@@ -132,6 +135,9 @@ def build_parser():
     parser.add_argument("--finetune-learning-rate", type=float, default=defaults.finetune_learning_rate,
                         help="SGD learning rate of fine-tuning and of the same-init baseline "
                              "(momentum %s) (default: %%(default)s)" % defaults.finetune_momentum)
+    parser.add_argument("--finetune-dropout", type=float, default=defaults.finetune_dropout,
+                        help="dropout after each hidden layer while fine-tuning, and in the "
+                             "same-init baseline (default: %(default)s)")
     parser.add_argument("--modern-learning-rate", type=float, default=defaults.modern_learning_rate,
                         help="Adam learning rate of the modern baseline (default: %(default)s)")
     parser.add_argument("--modern-dropout", type=float, default=defaults.modern_dropout,
@@ -163,11 +169,11 @@ class DBNRun(tf.Module):
         self.dbn = DBN(config.layer_sizes, seed=config.seed)
         self.pretrainer = GreedyPretrainer(self.dbn, config.cd_config(), batch_size=config.batch_size)
         self.classifiers = {
-            "dbn": build_classifier(config.layer_sizes, NUM_CLASSES, "sigmoid", seed=config.seed),
-            "same_init": build_classifier(config.layer_sizes, NUM_CLASSES, "sigmoid", seed=config.seed),
-            "modern": build_classifier(config.layer_sizes, NUM_CLASSES, "relu",
-                                       dropout=config.modern_dropout, seed=config.seed),
-        }
+            name: build_classifier(config.layer_sizes, NUM_CLASSES, activation, dropout=dropout,
+                                   seed=config.seed)
+            for name, activation, dropout in (("dbn", "sigmoid", config.finetune_dropout),
+                                              ("same_init", "sigmoid", config.finetune_dropout),
+                                              ("modern", "relu", config.modern_dropout))}
         self.optimizers = {
             name: keras.optimizers.SGD(config.finetune_learning_rate, momentum=config.finetune_momentum)
             for name in ("dbn", "same_init")}
@@ -400,7 +406,8 @@ def export_run(run_dir, export_base=None):
     """Rebuild the fine-tuned classifier of `run_dir` from its latest checkpoint and export it."""
     run_directory = _run.RunDirectory(run_dir)
     config = config_from_run(run_directory.read_config())
-    classifier = build_classifier(config.layer_sizes, NUM_CLASSES, "sigmoid", seed=config.seed)
+    classifier = build_classifier(config.layer_sizes, NUM_CLASSES, "sigmoid",
+                                  dropout=config.finetune_dropout, seed=config.seed)
     epochs_done = tf.Variable(0, dtype=tf.int64)
     latest = tf.train.latest_checkpoint(str(run_directory.checkpoint_dir))
     if latest is None:
@@ -419,6 +426,7 @@ def _main(argv):
                     finetune_epochs=args.finetune_epochs, k=args.k, persistent=args.persistent,
                     learning_rate=args.learning_rate, momentum=args.momentum,
                     weight_decay=args.weight_decay, finetune_learning_rate=args.finetune_learning_rate,
+                    finetune_dropout=args.finetune_dropout,
                     modern_learning_rate=args.modern_learning_rate, modern_dropout=args.modern_dropout,
                     batch_size=args.batch_size, gibbs_steps=args.gibbs_steps, seed=args.seed)
     if args.resume:
