@@ -13,6 +13,7 @@ import math
 import keras
 import tensorflow as tf
 
+from autoencoders_tf.serving import check_images
 from rbm_tf.rbm import RBM
 from rbm_tf.training import CDConfig
 from rbm_tf.training import CDTrainer
@@ -189,44 +190,24 @@ def build_classifier(layer_sizes, num_classes, activation="sigmoid", dropout=0.0
     return keras.Model(images, outputs, name="classifier")
 
 
-def check_images(images, image_shape=IMAGE_SHAPE):
-    """Fail with a clear message unless ``images`` is [batch, *image_shape] with values in [0, 1]."""
-    expected = tf.constant([-1, *image_shape], tf.int32)
-    shape = tf.shape(images)
-    rank = len(image_shape) + 1
-    padded = tf.pad(shape, [[0, rank]])[:rank]
-    checks = [
-        tf.debugging.assert_equal(
-            tf.equal(tf.size(shape), rank) & tf.reduce_all(tf.equal(padded[1:], expected[1:])), True,
-            message=f"images must be float32 of shape [batch, {', '.join(map(str, image_shape))}]"),
-        tf.debugging.assert_equal(
-            tf.reduce_all((images >= 0.0) & (images <= 1.0)), True,
-            message="images must have values in [0, 1] (pixel intensity / 255)"),
-    ]
-    # in a graph nothing orders the reshape after the checks unless told: it would fail first
-    with tf.control_dependencies([check for check in checks if check is not None]):
-        return tf.reshape(tf.identity(images), [-1, *image_shape])
-
-
 class ClassifierServing(tf.Module):
     """SavedModel signature of an image classifier.
 
     ``serving_default(images)``: images float32 [batch, 28, 28, 1] in [0, 1] ->
     ``probabilities`` [batch, num_classes] and ``class`` int64 [batch] (the most probable).
+    Images are checked exactly as the autoencoders' signatures check them.
     """
 
-    def __init__(self, classifier: keras.Model, image_shape=IMAGE_SHAPE, name=None):
+    def __init__(self, classifier: keras.Model, name=None):
         super().__init__(name=name)
         self.classifier = classifier
-        self.image_shape = tuple(image_shape)
-        # unknown rank, so that a wrong shape reaches the check below and its message
+        # any size, so that a wrong one reaches the check and its message
         self.classify = tf.function(
-            self._classify, input_signature=[tf.TensorSpec(None, tf.float32, name="images")])
+            self._classify, input_signature=[tf.TensorSpec([None, None, None, None], tf.float32, name="images")])
 
     def signatures(self):
         return {"serving_default": self.classify}
 
     def _classify(self, images):
-        images = check_images(images, self.image_shape)
-        probabilities = self.classifier(images, training=False)
+        probabilities = self.classifier(check_images(images), training=False)
         return {"probabilities": probabilities, "class": tf.argmax(probabilities, axis=-1)}

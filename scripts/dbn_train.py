@@ -391,7 +391,7 @@ def train_and_evaluate(config: DBNConfig, data_dir, run_dir, raw_dir=None, resum
 
 def export(classifier, export_base):
     """Write the servable classifier (images -> probabilities, class) as the next version."""
-    module = ClassifierServing(classifier, IMAGE_SHAPE)
+    module = ClassifierServing(classifier)
     return _run.export_versioned(
         export_base, MODEL_NAME,
         lambda path: tf.saved_model.save(module, path, signatures=module.signatures()))

@@ -213,9 +213,8 @@ SERVE_CHECK = textwrap.dedent("""
     result = served(images=tf.constant(images))
     np.save(sys.argv[3], result["probabilities"].numpy())
     assert result["class"].dtype == tf.int64
-    for bad, expected in ((np.zeros([2, 4, 3, 1], np.float32), "shape"),
-                          (np.zeros([2, 16], np.float32), "shape"),
-                          (np.full([1, 4, 4, 1], 1.5, np.float32), "[0, 1]")):
+    for bad, expected in ((np.zeros([2, 28, 27, 1], np.float32), "shape [batch, 28, 28, 1]"),
+                          (np.full([1, 28, 28, 1], 1.5, np.float32), "in [0, 1]")):
         try:
             served(images=tf.constant(bad))
         except tf.errors.InvalidArgumentError as error:
@@ -227,11 +226,11 @@ SERVE_CHECK = textwrap.dedent("""
 
 
 def test_exported_classifier_serves_the_same_probabilities_in_a_fresh_process(tmp_path):
-    dbn = DBN([16, 8, 6], seed=0)
-    model = dbn.classifier(4, input_shape=(4, 4, 1))
-    module = ClassifierServing(model, image_shape=(4, 4, 1))
+    dbn = DBN([784, 8, 6], seed=0)
+    model = dbn.classifier(4)
+    module = ClassifierServing(model)
     tf.saved_model.save(module, str(tmp_path / "model"), signatures=module.signatures())
-    images = stripes(6)[0]
+    images = np.random.default_rng(0).random([6, 28, 28, 1]).astype(np.float32)
     np.save(tmp_path / "images.npy", images)
     script = tmp_path / "serve_check.py"
     script.write_text(SERVE_CHECK)

@@ -83,7 +83,7 @@ SERVE = textwrap.dedent("""
     try:
         served(images=tf.zeros([1, 27, 28, 1]))
     except tf.errors.InvalidArgumentError as error:
-        assert "shape [batch, 28, 28, 1]" in error.message
+        assert "shape [batch, 28, 28, 1]" in error.message, error.message
     else:
         raise AssertionError("a 27x28 image was accepted")
     print(path.name, int(result["class"][0]))
