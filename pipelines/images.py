@@ -9,6 +9,7 @@ in row-major order. Files may be gzipped (as published) or raw; both read the sa
 
 import gzip
 import hashlib
+import math
 import os
 import pathlib
 import struct
@@ -106,7 +107,8 @@ def read_idx(path):
     if num_dims == 0 or len(data) < header_size:
         raise IdxError(f"{path}: truncated IDX header ({num_dims} dimensions, {len(data)} bytes)")
     shape = struct.unpack(f">{num_dims}I", data[4:header_size])
-    expected = header_size + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    # Python integers: a garbage header can name sizes that overflow int64
+    expected = header_size + math.prod(shape) * dtype.itemsize
     if len(data) != expected:
         what = "truncated" if len(data) < expected else "longer than its header says"
         raise IdxError(f"{path}: {what}: shape {list(shape)} needs {expected} bytes, "

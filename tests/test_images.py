@@ -73,6 +73,8 @@ def _valid_idx_bytes():
     (b"\x50\x4b\x03\x04" + b"\x00" * 20, "not an IDX file"),  # a zip file
     (b"\x00\x00\x07\x01" + struct.pack(">I", 1) + b"\x00", "not an IDX file"),  # unknown type
     (b"", "not an IDX file"),
+    # a header of garbage sizes whose product overflows 64 bits
+    (b"\x00\x00\x08\x03" + b"\xe1\x1f\x8b\x08" * 3 + b"\x00" * 8, "truncated"),
     (gzip.compress(_valid_idx_bytes())[:-6], "corrupt or truncated gzip"),
 ])
 def test_read_idx_rejects_malformed_files_naming_them(tmp_path, content, message):
