@@ -211,7 +211,8 @@ def epoch_summary(config, record):
     if config.model == "vae":
         return (f"epoch {record['epoch']}: test -ELBO {record['test_neg_elbo']:.2f} nats "
                 f"(reconstruction {record['test_reconstruction_loss']:.2f} + KL "
-                f"{record['test_kl_loss']:.2f}), test MSE {record['test_mse']:.4f}")
+                f"{record['test_kl_loss']:.2f}), test MSE {record['test_mse']:.4f}"
+                + ("" if config.binarize else "  [continuous intensities: not a likelihood]"))
     line = (f"epoch {record['epoch']}: test MSE {record['test_mse']:.4f} on [0, 1] "
             f"(mean image {record['mean_image_mse']:.4f}")
     if config.model == "denoising":
@@ -222,7 +223,8 @@ def epoch_summary(config, record):
 def plot_run_metrics(config, dataset, epochs, path):
     if config.model == "vae":
         _run.plot_metrics(epochs, {"train -ELBO": "train_neg_elbo", "test -ELBO": "test_neg_elbo"},
-                          path, title=f"VAE on {dataset} (nats per image)")
+                          path, title=f"VAE on {dataset}, nats per image" + (
+                              "" if config.binarize else "\ncontinuous intensities: cross-entropy, not a likelihood"))
     elif config.model == "denoising":
         _run.plot_metrics(epochs, {"train MSE": "train_mse", "test MSE": "test_mse"}, path,
                           baseline_key="test_noisy_mse", baseline_label="noisy input",
@@ -254,7 +256,8 @@ def picture_maker(config, dataset, test_data):
             figures[f"samples_epoch_{epoch:03d}.png"] = pictures.image_grid(
                 samples, title=f"VAE samples from the prior, {dataset}, epoch {epoch}")
         if model.code_size in (2, 3):
-            codes = model.encode(tf.constant(scatter_images)).numpy()
+            codes = model.encode(tf.constant(scatter_images))
+            codes = (codes[0] if config.model == "vae" else codes).numpy()  # the VAE: z_mean
             figures[f"latent_epoch_{epoch:03d}.png"] = pictures.latent_scatter(
                 codes, scatter_labels, class_names, title=f"{model.code_size}-D codes of test images, "
                                                           f"{dataset}, epoch {epoch}")

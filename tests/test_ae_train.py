@@ -92,7 +92,7 @@ def test_dense_run_directory_resume_and_export(tmp_path, idx_dir):
 
 def test_vae_reports_elbo_terms_and_importance_weighted_bound(tmp_path, idx_dir):
     assert train(tmp_path, idx_dir, "--model", "vae", "--epochs", "1", "--iw-samples", "5",
-                 "--no-export") == 0
+                 "--latent-dim", "2", "--no-export") == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     record = metrics["epochs"][0]
     assert record["test_neg_elbo"] == pytest.approx(
@@ -101,7 +101,17 @@ def test_vae_reports_elbo_terms_and_importance_weighted_bound(tmp_path, idx_dir)
     final = metrics["final"]
     assert final["test_iw_nll_bound_k5"] <= final["test_neg_elbo_k5"]
     assert (tmp_path / "run" / "images" / "samples_epoch_001.png").is_file()
+    assert (tmp_path / "run" / "images" / "latent_epoch_001.png").is_file()  # a 2-D latent space
     assert not (tmp_path / "run" / "export").exists()
+
+
+def test_continuous_vae_is_labelled_as_such(tmp_path, idx_dir, capsys):
+    assert train(tmp_path, idx_dir, "--model", "vae", "--continuous", "--epochs", "1",
+                 "--iw-samples", "2", "--vae-hidden", "16", "--no-export") == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "NOT a likelihood" in metrics["epochs"][0]["pixels"]
+    assert "NOT a likelihood" in metrics["final"]["pixels"]
+    assert "NOT a likelihood" in capsys.readouterr().out
 
 
 def test_denoiser_reports_the_noisy_input_baseline(tmp_path, idx_dir):
