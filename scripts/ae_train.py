@@ -313,7 +313,9 @@ def train_and_evaluate(config, dataset, data_dir, run_dir, raw_dir=None, resume=
     test_data = datasets.image_dataset(builder, "test", EVAL_BATCH_SIZE)
     model = compiled_model(config)
     epoch_counter = tf.Variable(0, dtype=tf.int64, name="epoch")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_counter)
+    # the noise / binarisation seed state too, so a resumed run does not replay epoch 1's noise
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, epoch=epoch_counter,
+                                     seed_state=model.seed_generator.state)
     manager = run.checkpoint_manager(checkpoint)
     if resume:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()

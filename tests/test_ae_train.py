@@ -7,6 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from pipelines import images
 from scripts import ae_train
@@ -123,6 +124,9 @@ def test_denoiser_reports_the_noisy_input_baseline(tmp_path, idx_dir):
     test_images = images.load_images(idx_dir, "mnist", "test")[0] / 255.0
     assert record["test_noisy_mse"] == pytest.approx(0.4 * np.mean(test_images ** 2), rel=0.1)
     assert (tmp_path / "run" / "images" / "epoch_001.png").is_file()
+    # the noise generator's state is checkpointed, advanced by the noise drawn so far
+    reader = tf.train.load_checkpoint(str(tmp_path / "run" / "checkpoints"))
+    assert reader.get_tensor("seed_state/.ATTRIBUTES/VARIABLE_VALUE")[1] > 0
 
 
 @pytest.mark.parametrize("arguments, message", [
