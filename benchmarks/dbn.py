@@ -5,8 +5,9 @@
         [--pretrain-epochs 10 --finetune-epochs 30 --datasets mnist,fashion_mnist]
 
 For each data set this runs dbn-train's `train_and_evaluate` with the default settings and the
-given epochs (the run directories stay under --run-root with their plots and exports), then
-reports, per RBM, seconds per pre-training epoch and the achieved GFLOP/s of its matmuls (the
+given epochs into RUN_ROOT/<dataset> (kept, with plots and exports). A run directory that already
+holds a run (say from `dbn-train --run-dir RUN_ROOT/mnist`) is resumed with its own settings
+instead, which for a finished run only reads its numbers. Then it reports, per RBM, seconds per pre-training epoch and the achieved GFLOP/s of its matmuls (the
 up pass through the layers below, CD-k, the reconstruction monitor), and the same for an epoch
 of fine-tuning; both as a fraction of a 2048x2048 float32 matmul measured in the same run. Then
 the test error of the fine-tuned DBN and of both random-init baselines, as a Markdown table.
@@ -22,6 +23,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from benchmarks.rbm_speed import cd_step_flops  # noqa: E402
 from benchmarks.rbm_speed import matmul_gflops  # noqa: E402
 from pipelines import datasets  # noqa: E402
+from scripts import _run  # noqa: E402
 from scripts import dbn_train  # noqa: E402
 from scripts.dbn_train import CLASSIFIERS  # noqa: E402
 from scripts.dbn_train import DBNConfig  # noqa: E402
@@ -94,10 +96,16 @@ def main(argv=None):
     for dataset in args.datasets.split(","):
         if raw_dirs.get(dataset) is None:
             parser.error(f"--{dataset.replace('_', '-')}-dir is needed for {dataset}")
-        config = DBNConfig(dataset=dataset, pretrain_epochs=args.pretrain_epochs,
-                           finetune_epochs=args.finetune_epochs)
-        result = dbn_train.train_and_evaluate(
-            config, args.run_root / "data", args.run_root / dataset, raw_dir=raw_dirs[dataset])
+        run_dir = args.run_root / dataset
+        resume = _run.RunDirectory(run_dir).has_checkpoint()
+        if resume:
+            config = dbn_train.config_from_run(_run.RunDirectory(run_dir).read_config())
+        else:
+            config = DBNConfig(dataset=dataset, pretrain_epochs=args.pretrain_epochs,
+                               finetune_epochs=args.finetune_epochs)
+        result = dbn_train.train_and_evaluate(config, args.run_root / "data", run_dir,
+                                              raw_dir=raw_dirs[dataset], resume=resume,
+                                              export_model=not resume)
         num_train = datasets.prepared_images(args.run_root / "data", dataset).info.splits["train"].num_examples
         summaries.append(summarise(dataset, result, config, num_train))
     # measured again at the end: the CPU is shared, so the better of the two is the ceiling

@@ -63,7 +63,7 @@ class DBNConfig:
     weight_decay: float = 0.0002
     finetune_learning_rate: float = 0.1
     finetune_momentum: float = 0.9
-    finetune_dropout: float = 0.0
+    finetune_dropout: float = 0.2
     modern_learning_rate: float = 0.001
     modern_dropout: float = 0.2
     batch_size: int = 100
@@ -354,7 +354,9 @@ def train_and_evaluate(config: DBNConfig, data_dir, run_dir, raw_dir=None, resum
     keras.utils.set_random_seed(config.seed)
     train_data = datasets.image_dataset(builder, "train", config.batch_size, shuffle_seed=config.seed)
     test_data = datasets.image_dataset(builder, "test", 500)
-    monitor_images = tf.reshape(next(iter(test_data.unbatch().batch(MONITOR_EXAMPLES)))[0], [-1, INPUT_WIDTH])
+    # read to the end, not next(iter(...)): a cached dataset left half-read warns and drops its cache
+    test_batches = [images for images, _ in datasets.image_dataset(builder, "test", MONITOR_EXAMPLES)]
+    monitor_images = tf.reshape(test_batches[0], [-1, INPUT_WIDTH])
 
     run = DBNRun(config)
     checkpoint = run.checkpoint()
@@ -372,6 +374,8 @@ def train_and_evaluate(config: DBNConfig, data_dir, run_dir, raw_dir=None, resum
         plot_fine_tuning(metrics_log.epochs, run_directory.path / "finetune.png", config.dataset)
 
     final = final_summary(metrics_log.epochs, config)
+    if "export" in metrics_log.final:
+        final["export"] = metrics_log.final["export"]
     if export_model:
         final["export"] = str(export(run.classifiers["dbn"], run_directory.export_base()))
         log(f"exported to {final['export']}")
