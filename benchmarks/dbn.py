@@ -1,7 +1,7 @@
 """The DBN on MNIST and Fashion-MNIST: speed per layer against this machine's matmul rate, and test errors.
 
     python benchmarks/dbn.py --mnist-dir ../shared/data/mnist \\
-        --fashion-mnist-dir ../shared/data/fashion-mnist --run-root /tmp/dbn-bench \\
+        --fashion-dir ../shared/data/fashion-mnist --run-root /tmp/dbn-bench \\
         [--pretrain-epochs 10 --finetune-epochs 30 --datasets mnist,fashion_mnist]
 
 For each data set this runs dbn-train's `train_and_evaluate` with the default settings and the
@@ -82,20 +82,20 @@ def markdown(summaries, config, machine_gflops):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mnist-dir", type=pathlib.Path, help="MNIST's IDX files")
-    parser.add_argument("--fashion-mnist-dir", type=pathlib.Path, help="Fashion-MNIST's IDX files")
+    parser.add_argument("--fashion-dir", type=pathlib.Path, help="Fashion-MNIST's IDX files")
     parser.add_argument("--run-root", required=True, type=pathlib.Path,
                         help="run directories go to RUN_ROOT/<dataset>, records to RUN_ROOT/data")
     parser.add_argument("--datasets", default="mnist,fashion_mnist")
     parser.add_argument("--pretrain-epochs", type=int, default=DBNConfig.pretrain_epochs)
     parser.add_argument("--finetune-epochs", type=int, default=DBNConfig.finetune_epochs)
     args = parser.parse_args(argv)
-    raw_dirs = {"mnist": args.mnist_dir, "fashion_mnist": args.fashion_mnist_dir}
+    raw_dirs = {"mnist": args.mnist_dir, "fashion_mnist": args.fashion_dir}
 
     summaries, config = [], None
     machine_gflops = matmul_gflops(2048, 2048, 2048)
     for dataset in args.datasets.split(","):
         if raw_dirs.get(dataset) is None:
-            parser.error(f"--{dataset.replace('_', '-')}-dir is needed for {dataset}")
+            parser.error(f"{ {'mnist': '--mnist-dir'}.get(dataset, '--fashion-dir')} is needed for {dataset}")
         run_dir = args.run_root / dataset
         resume = _run.RunDirectory(run_dir).has_checkpoint()
         if resume:
