@@ -1,11 +1,13 @@
 """scripts/export.py (tfm-export) and the export section of scripts/_run.py.
 
-Every model is exported through its training script's `export_run` from a small run directory
-made here, then checked the way TensorFlow Serving will use it: loaded in a fresh Python
-process (outputs bit-identical to the in-memory model), and run by TensorFlow's own
-`saved_model_cli` (which, like the model server, loads the graph into a session).
+Every model is exported through its training script's `export_run` (dispatched by tfm-export)
+from a small run directory made here, then checked the way TensorFlow Serving will use it:
+loaded in a fresh Python process (outputs bit-identical to the in-memory model, bad inputs
+refused with the model's own message), and run by TensorFlow's own `saved_model_cli`, which
+like the model server loads the graph into a session.
 """
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -19,44 +21,117 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
+from autoencoders_tf.serving import AutoencoderServing
+from rbm_tf.dbn import ClassifierServing
 from rbm_tf.rbm import RBM
 from rbm_tf.serving import RecommenderServing
 from rbm_tf.training import CDConfig
 from rbm_tf.training import CDTrainer
 from scripts import _run
+from scripts import ae_train
+from scripts import dbn_train
 from scripts import export
 from scripts import rbm_train
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 MOVIES = [(10, "Alpha (1990)"), (20, "Beta (1991)"), (35, "Gamma, The (1992)"),
           (41, "Delta (1993)"), (57, "Epsilon (1994)"), (68, "Zeta (1995)")]
+CODE_SIZE = 2
 # quiet TF's C++ start-up logging in the subprocesses, which otherwise swamps failure output
 QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
 
 
-class ExportCase:
-    """One model's export, with inputs per signature and the in-memory model's outputs."""
+def spec(dtype, shape):
+    return (dtype, shape)
 
-    def __init__(self, name, export_dir, calls, deterministic=(), bad_calls=None):
+
+IMAGES = spec("float32", [None, None, None, None])
+IMAGES_OUT = spec("float32", [None, 28, 28, 1])
+
+
+def autoencoder_signatures(code_size, vae=False):
+    code = {"z_log_var": spec("float32", [None, code_size]),
+            "z_mean": spec("float32", [None, code_size])} if vae else {"code": spec("float32", [None, code_size])}
+    signatures = {
+        "serving_default": {"inputs": {"images": IMAGES}, "outputs": {"reconstruction": IMAGES_OUT}},
+        "reconstruct": {"inputs": {"images": IMAGES}, "outputs": {"reconstruction": IMAGES_OUT}},
+        "encode": {"inputs": {"images": IMAGES}, "outputs": code},
+        "decode": {"inputs": {"code": spec("float32", [None, code_size])}, "outputs": {"images": IMAGES_OUT}},
+    }
+    if vae:
+        signatures["sample"] = {"inputs": {"num_samples": spec("int32", []), "seed": spec("int32", [])},
+                                "outputs": {"images": IMAGES_OUT}}
+    return signatures
+
+
+# the contract every export is held to: model -> signature -> inputs/outputs -> (dtype, shape)
+EXPECTED_SIGNATURES = {
+    "rbm": {
+        "serving_default": {"inputs": {"ratings": spec("float32", [None, len(MOVIES)])},
+                            "outputs": {"like_probability": spec("float32", [None, len(MOVIES)])}},
+        "recommend": {"inputs": {"ratings": spec("float32", [None, len(MOVIES)]), "k": spec("int32", [])},
+                      "outputs": {"movie_indices": spec("int32", [None, None]),
+                                  "movie_ids": spec("int64", [None, None]),
+                                  "scores": spec("float32", [None, None])}},
+    },
+    "dense_autoencoder": autoencoder_signatures(CODE_SIZE),
+    "conv_autoencoder": autoencoder_signatures(32),
+    "denoising_autoencoder": autoencoder_signatures(CODE_SIZE),
+    "vae": autoencoder_signatures(CODE_SIZE, vae=True),
+    "dbn": {"serving_default": {"inputs": {"images": IMAGES},
+                                "outputs": {"class": spec("int64", [None]),
+                                            "probabilities": spec("float32", [None, 10])}}},
+}
+# saved_model_cli starts a whole TensorFlow per call: run one signature per export, and the
+# recommender's second, whose graph differs
+CLI_RUNS = {"rbm": ["serving_default", "recommend"], "dense_autoencoder": ["serving_default"],
+            "conv_autoencoder": ["serving_default"], "denoising_autoencoder": ["encode"],
+            "vae": ["sample"], "dbn": ["serving_default"]}
+# A tf.Module holding a Keras 3 model saves the model's variables so that tf.saved_model.load
+# finds them, but a TF1 session -- saved_model_cli run, and TensorFlow Serving -- fails with
+# "Could not find variable ..." unless the module also tracks the tf.Variables beneath
+# (keras-team/keras#20095): `self.model_variables = [v.value for v in model.variables]`.
+KERAS_VARIABLES_UNTRACKED = pytest.mark.xfail(
+    strict=True, reason="the serving module does not track its Keras model's tf.Variables, so a "
+                        "session (TF Serving) cannot restore them; remove this mark once it does")
+
+RATING_VALUES = re.escape("ratings must be -1 (missing), 0 (dislike) or 1 (like)")
+NOT_FLOAT = "expected to be a float tensor but is a int32 tensor"
+IMAGE_SHAPE_MESSAGE = re.escape("images must have shape [batch, 28, 28, 1]")
+IMAGE_RANGE_MESSAGE = re.escape("images must be float32 pixel intensities in [0, 1]")
+RATINGS_SHAPE = re.escape(f"not compatible with expected shape [?,{len(MOVIES)}]")
+# TF Serving feeds a tensor as sent and a loaded signature does not enforce its input shape, so
+# only a check inside the graph (tf.ensure_shape or an assert) turns a wrong width into a clear
+# error instead of a failing Reshape/MatMul deep inside, or a silent answer
+SHAPE_NOT_CHECKED = "the signature does not check this input's shape inside the graph yet"
+
+
+class ExportCase:
+    """One model's export, its calls with the in-memory model's outputs, and refused calls."""
+
+    def __init__(self, name, export_dir, calls, bad_calls):
         self.name = name
         self.export_dir = pathlib.Path(export_dir)
         self.calls = calls  # {signature: (inputs {name: np.ndarray}, expected {name: np.ndarray})}
-        self.deterministic = set(deterministic)
-        self.bad_calls = bad_calls or {}  # {label: (signature, inputs)}, each must be refused
+        # {label: (signature, inputs, regex the error must match, xfail reason or None)}
+        self.bad_calls = bad_calls
 
 
 def randomize(variables, seed):
     """Distinct weights, so that a restore which silently restored nothing is caught."""
     for number, variable in enumerate(variables):
-        variable.assign(tf.random.stateless_normal(variable.shape, seed=[seed, number], stddev=0.7))
+        variable.assign(tf.random.stateless_normal(variable.shape, seed=[seed, number], stddev=0.3))
 
 
-def rbm_case(run_dir):
+def numpy_outputs(function, inputs):
+    return {name: t.numpy() for name, t in function(**inputs).items()}
+
+
+def rbm_case(root):
     """A trained-looking RBM run (rbm-train's checkpoint layout) exported with tfm-export."""
     rbm = RBM(len(MOVIES), 4, "pair", seed=3)
     randomize([rbm.weights, rbm.visible_bias, rbm.hidden_bias], seed=11)
     trainer = CDTrainer(rbm, CDConfig(), batch_size=4)
-    run = _run.RunDirectory(run_dir)
+    run = _run.RunDirectory(root / "rbm")
     rbm_train.write_movie_table(run.path / rbm_train.MOVIE_TABLE, [m for m, _ in MOVIES],
                                 [t for _, t in MOVIES])
     run.write_config({"model": "rbm", "script": "rbm_train", "num_movies": len(MOVIES),
@@ -64,51 +139,136 @@ def rbm_case(run_dir):
     checkpoint = tf.train.Checkpoint(trainer=trainer, epoch=tf.Variable(3, dtype=tf.int64))
     run.checkpoint_manager(checkpoint).save(checkpoint_number=3)
 
-    export_dir = export.export_run(run_dir)
     module = RecommenderServing(rbm, [m for m, _ in MOVIES])
     ratings = np.array([[1, -1, 0, -1, -1, 1], [-1, -1, -1, -1, -1, -1], [0, 0, 1, 1, -1, -1]],
                        np.float32)
     k = np.array(3, np.int32)
-    calls = {
-        "serving_default": ({"ratings": ratings}, module.like_probability(ratings)),
-        "recommend": ({"ratings": ratings, "k": k}, module.recommend(ratings, k)),
-    }
-    calls = {sig: (inputs, {name: t.numpy() for name, t in out.items()})
-             for sig, (inputs, out) in calls.items()}
+    calls = {"serving_default": {"ratings": ratings}, "recommend": {"ratings": ratings, "k": k}}
+    functions = {"serving_default": module.like_probability, "recommend": module.recommend}
     unrated = np.full([1, len(MOVIES)], -1.0, np.float32)
     bad_calls = {}
     for signature, extra in (("serving_default", {}), ("recommend", {"k": np.array(2, np.int32)})):
-        for kind, ratings in (
-                ("rating-3", np.where(np.arange(len(MOVIES)) == 2, 3.0, unrated)),
-                ("rating-half", np.full_like(unrated, 0.5)),
-                ("int-ratings", unrated.astype(np.int32)),
-                ("too-wide", np.full([1, len(MOVIES) + 1], -1.0)),
-                ("too-narrow", np.full([2, len(MOVIES) - 1], -1.0)),
-                ("rank-1", np.full([len(MOVIES)], -1.0))):
+        for kind, ratings, message, xfail in (
+                ("rating-3", np.where(np.arange(len(MOVIES)) == 2, 3.0, unrated), RATING_VALUES, None),
+                ("rating-half", np.full_like(unrated, 0.5), RATING_VALUES, None),
+                ("int-ratings", unrated.astype(np.int32), NOT_FLOAT, None),
+                ("too-wide", np.full([1, len(MOVIES) + 1], -1.0), RATINGS_SHAPE, SHAPE_NOT_CHECKED),
+                ("too-narrow", np.full([2, len(MOVIES) - 1], -1.0), RATINGS_SHAPE, SHAPE_NOT_CHECKED),
+                ("rank-1", np.full([len(MOVIES)], -1.0), RATINGS_SHAPE, SHAPE_NOT_CHECKED)):
             if ratings.dtype == np.float64:
                 ratings = ratings.astype(np.float32)
-            bad_calls[f"{signature}-{kind}"] = (signature, {"ratings": ratings, **extra})
-    bad_calls["recommend-k-0"] = ("recommend", {"ratings": unrated, "k": np.array(0, np.int32)})
-    return ExportCase("rbm", export_dir, calls, deterministic=calls, bad_calls=bad_calls)
+            bad_calls[f"{signature}-{kind}"] = (signature, {"ratings": ratings, **extra}, message, xfail)
+    bad_calls["recommend-k-0"] = ("recommend", {"ratings": unrated, "k": np.array(0, np.int32)},
+                                  "k must be at least 1", None)
+    return finish_case("rbm", run.path, functions, calls, bad_calls)
+
+
+def finish_case(name, run_dir, functions, calls, bad_calls):
+    """Export `run_dir` through tfm-export and pair each call with the in-memory outputs."""
+    export_dir = export.export_run(run_dir)
+    assert export_dir == run_dir / "export" / name / "1"
+    expected = {signature: (inputs, numpy_outputs(functions[signature], inputs))
+                for signature, inputs in calls.items()}
+    return ExportCase(name, export_dir, expected, bad_calls)
+
+
+TEST_IMAGES = tf.random.stateless_uniform([3, 28, 28, 1], seed=[5, 6]).numpy()
+
+
+def image_bad_calls(signature, shape_message, range_message):
+    return {
+        f"{signature}-above-1": (signature, {"images": np.full([1, 28, 28, 1], 1.5, np.float32)},
+                                 range_message, None),
+        f"{signature}-negative": (signature, {"images": np.full([1, 28, 28, 1], -0.1, np.float32)},
+                                  range_message, None),
+        f"{signature}-int-images": (signature, {"images": np.zeros([1, 28, 28, 1], np.int32)},
+                                    NOT_FLOAT, None),
+        f"{signature}-14x14": (signature, {"images": np.zeros([1, 14, 14, 1], np.float32)},
+                               shape_message, None),
+        f"{signature}-flat-784": (signature, {"images": np.zeros([1, 784], np.float32)},
+                                  shape_message, None),
+    }
+
+
+def autoencoder_case(root, model, export_name, **settings):
+    """A tiny ae-train run of `model` (ae-train's checkpoint layout) exported with tfm-export."""
+    config = ae_train.AutoencoderConfig(model=model, epochs=1, **settings)
+    trained = ae_train.compiled_model(config)
+    trained(TEST_IMAGES)
+    randomize(trained.trainable_variables, seed=7)
+    run = _run.RunDirectory(root / model)
+    run.write_config({"model": model, "script": "ae_train", "dataset": "mnist",
+                      **dataclasses.asdict(config)})
+    checkpoint = tf.train.Checkpoint(model=trained, optimizer=trained.optimizer,
+                                     epoch=tf.Variable(1, dtype=tf.int64))
+    run.checkpoint_manager(checkpoint).save(checkpoint_number=1)
+
+    module = AutoencoderServing(trained)
+    code_size = EXPECTED_SIGNATURES[export_name]["decode"]["inputs"]["code"][1][1]
+    codes = tf.random.stateless_normal([3, code_size], seed=[8, 9]).numpy()
+    calls = {"serving_default": {"images": TEST_IMAGES}, "reconstruct": {"images": TEST_IMAGES},
+             "encode": {"images": TEST_IMAGES}, "decode": {"code": codes}}
+    functions = {"serving_default": module.reconstruct, "reconstruct": module.reconstruct,
+                 "encode": module.encode, "decode": module.decode}
+    if model == "vae":
+        calls["sample"] = {"num_samples": np.array(4, np.int32), "seed": np.array(3, np.int32)}
+        functions["sample"] = module.sample
+    bad_calls = {**image_bad_calls("serving_default", IMAGE_SHAPE_MESSAGE, IMAGE_RANGE_MESSAGE),
+                 **image_bad_calls("encode", IMAGE_SHAPE_MESSAGE, IMAGE_RANGE_MESSAGE)}
+    bad_calls["decode-wrong-width"] = ("decode", {"code": np.zeros([1, code_size + 1], np.float32)},
+                                       re.escape(f"[?,{code_size}]") + "|code must", SHAPE_NOT_CHECKED)
+    bad_calls["decode-nan"] = ("decode", {"code": np.full([1, code_size], np.nan, np.float32)},
+                               "code must hold finite numbers", None)
+    if model == "vae":
+        bad_calls["sample-0"] = ("sample", {"num_samples": np.array(0, np.int32),
+                                            "seed": np.array(1, np.int32)},
+                                 "num_samples must be at least 1", None)
+    return finish_case(export_name, run.path, functions, calls, bad_calls)
+
+
+def dbn_case(root):
+    """A tiny dbn-train run (its one-object checkpoint) with a fine-tuned classifier, exported."""
+    config = dbn_train.DBNConfig(hidden=(8,), pretrain_epochs=0, finetune_epochs=1)
+    dbn_run = dbn_train.DBNRun(config)
+    classifier = dbn_run.classifiers["dbn"]
+    randomize(classifier.trainable_variables, seed=5)
+    dbn_run.epochs_done["dbn"].assign(1)
+    run = _run.RunDirectory(root / "dbn")
+    run.write_config({"model": "dbn", "script": "dbn_train", **dataclasses.asdict(config),
+                      "hidden": list(config.hidden)})
+    run.checkpoint_manager(dbn_run.checkpoint()).save(checkpoint_number=1)
+    module = ClassifierServing(classifier)
+    calls = {"serving_default": {"images": TEST_IMAGES}}
+    bad_calls = image_bad_calls("serving_default", IMAGE_SHAPE_MESSAGE, IMAGE_RANGE_MESSAGE)
+    return finish_case("dbn", run.path, {"serving_default": module.classify}, calls, bad_calls)
 
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    built = [rbm_case(root / "rbm")]
+    built = [
+        rbm_case(root),
+        autoencoder_case(root, "dense", "dense_autoencoder", hidden_units=(8,), code_size=CODE_SIZE),
+        autoencoder_case(root, "conv", "conv_autoencoder"),
+        autoencoder_case(root, "denoising", "denoising_autoencoder", architecture="dense",
+                         hidden_units=(8,), code_size=CODE_SIZE),
+        autoencoder_case(root, "vae", "vae", vae_hidden=8, latent_dim=CODE_SIZE),
+        dbn_case(root),
+    ]
     return {case.name: case for case in built}
 
 
 @pytest.fixture(scope="module")
 def cli_results(cases, tmp_path_factory):
-    """`saved_model_cli show --all` and `run` (every signature) on every export, run concurrently."""
+    """`saved_model_cli show --all` on every export and `run` on CLI_RUNS, run concurrently."""
     root = tmp_path_factory.mktemp("cli")
     processes = {}
     for case in cases.values():
         processes[(case.name, "show")] = subprocess.Popen(
             ["saved_model_cli", "show", "--dir", str(case.export_dir), "--all"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=QUIET_ENV)
-        for signature, (inputs, _) in case.calls.items():
+        for signature in CLI_RUNS[case.name]:
+            inputs = case.calls[signature][0]
             folder = root / case.name / signature
             folder.mkdir(parents=True)
             for name, value in inputs.items():
@@ -120,28 +280,9 @@ def cli_results(cases, tmp_path_factory):
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=QUIET_ENV)
     results = {}
     for key, process in processes.items():
-        stdout, stderr = process.communicate(timeout=300)
+        stdout, stderr = process.communicate(timeout=600)
         results[key] = (process.returncode, stdout, stderr, root / key[0] / key[1] / "out")
     return results
-
-
-def all_calls(names=None):
-    return [pytest.param(model, signature, id=f"{model}-{signature}")
-            for model, signatures in EXPECTED_SIGNATURES.items() if names is None or model in names
-            for signature in signatures]
-
-
-# the contract each export is held to: signature -> {input|output name: (dtype, shape)}
-EXPECTED_SIGNATURES = {
-    "rbm": {
-        "serving_default": {"inputs": {"ratings": ("float32", [None, len(MOVIES)])},
-                            "outputs": {"like_probability": ("float32", [None, len(MOVIES)])}},
-        "recommend": {"inputs": {"ratings": ("float32", [None, len(MOVIES)]), "k": ("int32", [])},
-                      "outputs": {"movie_indices": ("int32", [None, None]),
-                                  "movie_ids": ("int64", [None, None]),
-                                  "scores": ("float32", [None, None])}},
-    },
-}
 
 
 # -- _run.export_versioned -------------------------------------------------------------------------
@@ -230,7 +371,8 @@ def fresh_process(cases, tmp_path_factory):
     plan = []
     for case in cases.values():
         calls = {signature: (signature, inputs) for signature, (inputs, _) in case.calls.items()}
-        for key, (signature, inputs) in {**calls, **case.bad_calls}.items():
+        calls.update({label: bad[:2] for label, bad in case.bad_calls.items()})
+        for key, (signature, inputs) in calls.items():
             np.savez(root / f"{case.name}-{key}-in.npz", **inputs)
             plan.append([str(case.export_dir), signature, str(root / f"{case.name}-{key}-in.npz"),
                          str(root / f"{case.name}-{key}-out.npz")])
@@ -238,77 +380,70 @@ def fresh_process(cases, tmp_path_factory):
         import json, sys
         import numpy as np
         import tensorflow as tf
+        loaded = {}
         for export_dir, signature, inputs_path, outputs_path in json.loads(sys.argv[1]):
-            loaded = tf.saved_model.load(export_dir)
+            if export_dir not in loaded:
+                loaded[export_dir] = tf.saved_model.load(export_dir)
             inputs = {name: tf.constant(value) for name, value in np.load(inputs_path).items()}
             try:
-                outputs = loaded.signatures[signature](**inputs)
+                outputs = loaded[export_dir].signatures[signature](**inputs)
             except Exception as error:  # recorded: the test decides which errors are right
                 np.savez(outputs_path, error=np.array(type(error).__name__ + ": " + str(error)))
             else:
                 np.savez(outputs_path, **{name: t.numpy() for name, t in outputs.items()})
     """)
     completed = subprocess.run([sys.executable, "-c", program, json.dumps(plan)], cwd=root,
-                               capture_output=True, text=True, env=QUIET_ENV, timeout=300)
+                               capture_output=True, text=True, env=QUIET_ENV, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return {(case.name, key): dict(np.load(root / f"{case.name}-{key}-out.npz"))
             for case in cases.values() for key in [*case.calls, *case.bad_calls]}
 
 
-@pytest.mark.parametrize("model,signature", all_calls())
+def every_signature():
+    return [pytest.param(model, signature, id=f"{model}-{signature}")
+            for model, signatures in EXPECTED_SIGNATURES.items() for signature in signatures]
+
+
+@pytest.mark.parametrize("model,signature", every_signature())
 def test_export_matches_the_in_memory_model_in_a_fresh_process(cases, fresh_process, model, signature):
-    case = cases[model]
     served = fresh_process[(model, signature)]
-    assert "error" not in served, str(served.get("error"))
-    expected = case.calls[signature][1]
+    assert "error" not in served, str(served.get("error"))[:2000]
+    expected = cases[model].calls[signature][1]
     assert sorted(served) == sorted(expected)
     for name, value in expected.items():
         assert served[name].dtype == value.dtype, name
-        if signature in case.deterministic:
-            np.testing.assert_array_equal(served[name], value, err_msg=f"{model} {name}")
-        else:
-            assert served[name].shape == value.shape
+        # every signature here is deterministic (no sampling without a given seed)
+        np.testing.assert_array_equal(served[name], value, err_msg=f"{model} {signature} {name}")
 
 
-RATING_VALUES = re.escape("ratings must be -1 (missing), 0 (dislike) or 1 (like)")
-# what each refused input must say: the model's own message, or TF's own for a wrong dtype
-BAD_INPUT_MESSAGES = {
-    "rbm": {"rating-3": RATING_VALUES, "rating-half": RATING_VALUES,
-            "int-ratings": "expected to be a float tensor but is a int32 tensor",
-            "too-wide": re.escape(f"not compatible with expected shape [?,{len(MOVIES)}]"),
-            "too-narrow": re.escape(f"not compatible with expected shape [?,{len(MOVIES)}]"),
-            "rank-1": re.escape(f"not compatible with expected shape [?,{len(MOVIES)}]"),
-            "k-0": "k must be at least 1"},
-}
-BAD_CALL_LABELS = {
-    "rbm": [f"{signature}-{kind}" for signature in ("serving_default", "recommend")
-            for kind in ("rating-3", "rating-half", "int-ratings", "too-wide", "too-narrow", "rank-1")]
-           + ["recommend-k-0"],
-}
-# TF Serving feeds a tensor as sent and a loaded signature does not enforce its input shape, so
-# only a check inside the graph (tf.ensure_shape) turns a wrong width into a clear error
-SHAPE_NOT_CHECKED = {("rbm", kind) for kind in ("too-wide", "too-narrow", "rank-1")}
+def refused_calls():
+    """Every bad call of every model, built without TensorFlow work (labels only)."""
+    labels = {
+        "rbm": ([f"{s}-{k}" for s in ("serving_default", "recommend")
+                 for k in ("rating-3", "rating-half", "int-ratings", "too-wide", "too-narrow", "rank-1")]
+                + ["recommend-k-0"]),
+        "dbn": [f"serving_default-{k}" for k in IMAGE_BAD_KINDS],
+    }
+    for name in ("dense_autoencoder", "conv_autoencoder", "denoising_autoencoder", "vae"):
+        labels[name] = ([f"{s}-{k}" for s in ("serving_default", "encode") for k in IMAGE_BAD_KINDS]
+                        + ["decode-wrong-width", "decode-nan"] + (["sample-0"] if name == "vae" else []))
+    return [pytest.param(model, label, id=f"{model}-{label}")
+            for model, model_labels in labels.items() for label in model_labels]
 
 
-def bad_calls():
-    params = []
-    for model, labels in BAD_CALL_LABELS.items():
-        for label in labels:
-            kind = next(k for k in BAD_INPUT_MESSAGES[model] if label.endswith(k))
-            marks = [pytest.mark.xfail(strict=True, reason="the signature does not check the "
-                                       "input's shape inside the graph yet")
-                     ] if (model, kind) in SHAPE_NOT_CHECKED else []
-            params.append(pytest.param(model, label, kind, id=f"{model}-{label}", marks=marks))
-    return params
+IMAGE_BAD_KINDS = ("above-1", "negative", "int-images", "14x14", "flat-784")
 
 
-@pytest.mark.parametrize("model,label,kind", bad_calls())
-def test_bad_input_is_refused_with_a_clear_message(fresh_process, model, label, kind):
+@pytest.mark.parametrize("model,label", refused_calls())
+def test_bad_input_is_refused_with_a_clear_message(cases, fresh_process, model, label, request):
+    _, _, message_pattern, xfail = cases[model].bad_calls[label]
+    if xfail:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=xfail))
     result = fresh_process[(model, label)]
     assert "error" in result, f"{label} was answered: {sorted(result)}"
     message = str(result["error"])
     assert message.startswith("InvalidArgumentError"), message[:300]
-    assert re.search(BAD_INPUT_MESSAGES[model][kind], message), message[:500]
+    assert re.search(message_pattern, message), message[:600]
 
 
 @pytest.mark.parametrize("model", sorted(EXPECTED_SIGNATURES))
@@ -329,18 +464,18 @@ def test_saved_model_cli_show_lists_every_signature(cli_results, model):
                 assert entry.split("shape: ")[1].split("\n")[0] == f"({dims})"
 
 
-@pytest.mark.parametrize("model,signature", all_calls())
+@pytest.mark.parametrize("model,signature", [
+    pytest.param(m, s, id=f"{m}-{s}", marks=[] if m == "rbm" else [KERAS_VARIABLES_UNTRACKED])
+    for m, signatures in CLI_RUNS.items() for s in signatures])
 def test_saved_model_cli_run_gives_the_in_memory_outputs(cases, cli_results, model, signature):
     returncode, stdout, stderr, outdir = cli_results[(model, signature)]
     assert returncode == 0, stderr[-2000:]
     case = cases[model]
     for name, expected in case.calls[signature][1].items():
-        assert f"Result for output key {name}" in stdout or (outdir / f"{name}.npy").is_file()
+        assert f"Output {name} is saved to" in stdout
         served = np.load(outdir / f"{name}.npy")
-        if signature in case.deterministic:
-            np.testing.assert_array_equal(served, expected, err_msg=f"{model} {name}")
-        else:
-            assert served.shape == expected.shape
+        assert served.dtype == expected.dtype
+        np.testing.assert_array_equal(served, expected, err_msg=f"{model} {signature} {name}")
 
 
 # -- inputs are validated inside the graph ---------------------------------------------------------
