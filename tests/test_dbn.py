@@ -240,3 +240,15 @@ def test_exported_classifier_serves_the_same_probabilities_in_a_fresh_process(tm
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.strip().endswith("ok")
     np.testing.assert_allclose(np.load(tmp_path / "served.npy"), model(images).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_persistent_cd_pretraining_keeps_one_chain_per_layer_across_batches():
+    images, labels = stripes(40)
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(10)
+    dbn = DBN([16, 8, 6], seed=1)
+    pretrainer = GreedyPretrainer(dbn, CDConfig(persistent=True, mean_field_visible=True), batch_size=10)
+    chains_before = [trainer.persistent_hidden.numpy().copy() for trainer in pretrainer.trainers]
+    pretrainer.train_epoch(1, data)
+    assert [trainer.persistent_hidden.shape for trainer in pretrainer.trainers] == [(10, 8), (10, 6)]
+    np.testing.assert_array_equal(pretrainer.trainers[0].persistent_hidden.numpy(), chains_before[0])
+    assert not np.array_equal(pretrainer.trainers[1].persistent_hidden.numpy(), chains_before[1])
