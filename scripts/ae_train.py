@@ -140,12 +140,11 @@ def mean_image_baseline(train_data, test_data):
 def picture_batch(test_data, count=10):
     """Up to `count` test images, one per class first, and the labels of the first 2,000."""
     images, labels = [], []
+    # read to the end: a cached dataset read part way throws its cache away
     for pixels, batch_labels in test_data:
         images.append(pixels.numpy())
         labels.append(batch_labels.numpy())
-        if sum(len(batch) for batch in labels) >= 2000:
-            break
-    images, labels = np.concatenate(images), np.concatenate(labels)
+    images, labels = np.concatenate(images)[:2000], np.concatenate(labels)[:2000]
     first_of_class = [int(np.flatnonzero(labels == label)[0]) for label in np.unique(labels)]
     chosen = (first_of_class + [i for i in range(len(labels)) if i not in first_of_class])[:count]
     return images[chosen], images, labels
