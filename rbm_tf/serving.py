@@ -5,8 +5,13 @@ import tensorflow as tf
 from rbm_tf.rbm import RBM
 
 
-def check_ratings(ratings):
-    """Fail with a clear message unless every rating is -1 (missing), 0 (dislike) or 1 (like)."""
+def check_ratings(ratings, num_movies):
+    """Fail with a clear message unless ratings are [batch, num_movies] of -1, 0 or 1.
+
+    The shape is checked inside the graph because TensorFlow Serving feeds a tensor as sent:
+    without the check a wrong width fails deep inside a MatMul, or not at all.
+    """
+    ratings = tf.ensure_shape(ratings, [None, num_movies])
     valid = (tf.equal(ratings, -1.0) | tf.equal(ratings, 0.0) | tf.equal(ratings, 1.0))
     tf.debugging.assert_equal(
         tf.reduce_all(valid), True,
@@ -41,11 +46,11 @@ class RecommenderServing(tf.Module):
         return {"serving_default": self.like_probability, "recommend": self.recommend}
 
     def _like_probability(self, ratings):
-        ratings = check_ratings(ratings)
+        ratings = check_ratings(ratings, self.rbm.num_visible)
         return {"like_probability": self.rbm.reconstruct(ratings, ratings >= 0.0)}
 
     def _recommend(self, ratings, k):
-        ratings = check_ratings(ratings)
+        ratings = check_ratings(ratings, self.rbm.num_visible)
         tf.debugging.assert_positive(k, message="k must be at least 1")
         probability = self.rbm.reconstruct(ratings, ratings >= 0.0)
         scores = tf.where(ratings < 0.0, probability, tf.fill(tf.shape(probability), -1.0))
