@@ -23,6 +23,7 @@ with exit code 2.
 import argparse
 import json
 import pathlib
+import re
 import socket
 import sys
 import urllib.error
@@ -37,10 +38,20 @@ RECOMMENDER_MODEL = "rbm"
 MOVIE_TABLE = "movies.tsv"
 
 
+# a failed tf.debugging assert reads "assertion failed: [<message>] [Condition ...] ... [[node]]"
+ASSERTION_MESSAGE = re.compile(r"assertion failed: \[(.*?)\](?: \[|\s*$)", re.DOTALL)
+
+
 def one_line(text, limit=400):
     """A server's message on one line, short enough for a terminal."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def model_message(text):
+    """The model's own words from a TensorFlow error, without the graph's node names."""
+    found = ASSERTION_MESSAGE.search(str(text))
+    return one_line(found.group(1) if found else text)
 
 
 # -- REST ------------------------------------------------------------------------------------------
@@ -162,7 +173,7 @@ class RestClient:
     def _error_message(error):
         body = error.read()
         try:
-            return one_line(json.loads(body)["error"])
+            return model_message(json.loads(body)["error"])
         except (ValueError, KeyError, TypeError):
             return one_line(body.decode("utf-8", "replace") or error.reason)
 
@@ -221,7 +232,7 @@ class GrpcClient:
                 raise _run.UserError(f"cannot connect to {self.target}: {one_line(error.details())} "
                                      f"(is the model server running? see deploy/README.md)") from None
             raise _run.UserError(f"{self.target} answered {code.name}: "
-                                 f"{one_line(error.details())}") from None
+                                 f"{model_message(error.details())}") from None
 
     def check_available(self, model, version=None):
         from tensorflow_serving.apis import get_model_status_pb2

@@ -90,9 +90,8 @@ CLI_RUNS = {"rbm": ["serving_default", "recommend"], "dense_autoencoder": ["serv
 # finds them, but a TF1 session -- saved_model_cli run, and TensorFlow Serving -- fails with
 # "Could not find variable ..." unless the module also tracks the tf.Variables beneath
 # (keras-team/keras#20095): `self.model_variables = [v.value for v in model.variables]`.
-KERAS_VARIABLES_UNTRACKED = pytest.mark.xfail(
-    strict=True, reason="the serving module does not track its Keras model's tf.Variables, so a "
-                        "session (TF Serving) cannot restore them; remove this mark once it does")
+KERAS_VARIABLES_UNTRACKED = ("the serving module does not track its Keras model's tf.Variables, "
+                             "so a session (TF Serving) cannot restore them")
 
 RATING_VALUES = re.escape("ratings must be -1 (missing), 0 (dislike) or 1 (like)")
 NOT_FLOAT = "expected to be a float tensor but is a int32 tensor"
@@ -435,14 +434,14 @@ IMAGE_BAD_KINDS = ("above-1", "negative", "int-images", "14x14", "flat-784")
 
 
 @pytest.mark.parametrize("model,label", refused_calls())
-def test_bad_input_is_refused_with_a_clear_message(cases, fresh_process, model, label, request):
-    _, _, message_pattern, xfail = cases[model].bad_calls[label]
-    if xfail:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=xfail))
+def test_bad_input_is_refused_with_a_clear_message(cases, fresh_process, model, label):
+    _, _, message_pattern, known_gap = cases[model].bad_calls[label]
     result = fresh_process[(model, label)]
     assert "error" in result, f"{label} was answered: {sorted(result)}"
     message = str(result["error"])
     assert message.startswith("InvalidArgumentError"), message[:300]
+    if known_gap and not re.search(message_pattern, message):
+        pytest.xfail(known_gap)  # refused, but not in words a user can act on; passes once fixed
     assert re.search(message_pattern, message), message[:600]
 
 
@@ -465,10 +464,11 @@ def test_saved_model_cli_show_lists_every_signature(cli_results, model):
 
 
 @pytest.mark.parametrize("model,signature", [
-    pytest.param(m, s, id=f"{m}-{s}", marks=[] if m == "rbm" else [KERAS_VARIABLES_UNTRACKED])
-    for m, signatures in CLI_RUNS.items() for s in signatures])
+    pytest.param(m, s, id=f"{m}-{s}") for m, signatures in CLI_RUNS.items() for s in signatures])
 def test_saved_model_cli_run_gives_the_in_memory_outputs(cases, cli_results, model, signature):
     returncode, stdout, stderr, outdir = cli_results[(model, signature)]
+    if returncode != 0 and "Could not find variable" in stderr and model != "rbm":
+        pytest.xfail(KERAS_VARIABLES_UNTRACKED)  # a known gap, reported; passes once fixed
     assert returncode == 0, stderr[-2000:]
     case = cases[model]
     for name, expected in case.calls[signature][1].items():

@@ -343,8 +343,18 @@ def test_an_error_answer_is_one_line_with_the_models_message(server, tmp_path, c
     (tmp_path / "bad.json").write_text(json.dumps({"images": np.full([1, 28, 28, 1], 2.0).tolist()}))
     code, _, err = run_client(["predict", "--server", server.url, "--model", "vae",
                                "--inputs-json", tmp_path / "bad.json"], capsys)
-    assert_one_line_error(code, err, "/v1/models/vae:predict answered 400",
-                          "images must be float32 pixel intensities in [0, 1]")
+    assert_one_line_error(code, err, "/v1/models/vae:predict answered 400")
+    # the model's own words, not the graph's node names
+    assert err.rstrip().endswith("answered 400: images must be float32 pixel intensities in [0, 1]")
+
+
+def test_model_message_keeps_the_assertion_text_only():
+    error = ("Graph execution error:\n\nDetected at node assert_equal_1/Assert defined at ...\n"
+             "assertion failed: [ratings must be -1 (missing), 0 (dislike) or 1 (like)] "
+             "[Condition x == y did not hold element-wise:] [x (All:0) = ] [0]\n\t [[{{node x}}]]")
+    assert serve_client.model_message(error) == "ratings must be -1 (missing), 0 (dislike) or 1 (like)"
+    assert serve_client.model_message("assertion failed: [k must be at least 1]") == "k must be at least 1"
+    assert serve_client.model_message("Servable not found\nfor request") == "Servable not found for request"
 
 
 def test_unknown_model_and_missing_signature_are_one_line_errors(exports, server, capsys):
