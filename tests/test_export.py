@@ -277,6 +277,13 @@ def cli_results(cases, tmp_path_factory):
                  "--signature_def", signature, "--outdir", str(folder / "out"),
                  "--inputs", ";".join(f"{name}={folder / name}.npy" for name in inputs)],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=QUIET_ENV)
+    # and one refused input, run as the server would run it: in a session
+    bad_ratings = root / "bad_ratings.npy"
+    np.save(bad_ratings, np.full([1, len(MOVIES)], 2.0, np.float32))
+    processes[("rbm", "bad-ratings")] = subprocess.Popen(
+        ["saved_model_cli", "run", "--dir", str(cases["rbm"].export_dir), "--tag_set", "serve",
+         "--signature_def", "serving_default", "--inputs", f"ratings={bad_ratings}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=QUIET_ENV)
     results = {}
     for key, process in processes.items():
         stdout, stderr = process.communicate(timeout=600)
@@ -480,15 +487,10 @@ def test_saved_model_cli_run_gives_the_in_memory_outputs(cases, cli_results, mod
 
 # -- inputs are validated inside the graph ---------------------------------------------------------
 
-def test_saved_model_cli_run_reports_the_models_own_error_for_bad_ratings(cases, tmp_path):
-    bad = tmp_path / "bad.npy"
-    np.save(bad, np.full([1, len(MOVIES)], 2.0, np.float32))
-    completed = subprocess.run(
-        ["saved_model_cli", "run", "--dir", str(cases["rbm"].export_dir), "--tag_set", "serve",
-         "--signature_def", "serving_default", "--inputs", f"ratings={bad}"],
-        capture_output=True, text=True, env=QUIET_ENV, timeout=300)
-    assert completed.returncode != 0
-    assert "ratings must be -1 (missing), 0 (dislike) or 1 (like)" in completed.stderr
+def test_saved_model_cli_run_reports_the_models_own_error_for_bad_ratings(cli_results):
+    returncode, _, stderr, _ = cli_results[("rbm", "bad-ratings")]
+    assert returncode != 0
+    assert "ratings must be -1 (missing), 0 (dislike) or 1 (like)" in stderr
 
 
 # -- the command line ------------------------------------------------------------------------------
