@@ -11,9 +11,12 @@ TensorFlow Serving itself (which this machine cannot run).
 import contextlib
 import http.server
 import json
+import os
 import pathlib
 import re
 import socket
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -481,6 +484,24 @@ def test_grpc_recommend_matches_rest(exports, server, capsys):
     predict = requests[-1][1]
     assert (predict.model_spec.name, predict.model_spec.signature_name,
             predict.model_spec.version.value) == ("rbm", "recommend", 1)
+
+
+def test_grpc_support_is_imported_only_when_asked_for(tmp_path):
+    program = ("import sys; from scripts import serve_client; serve_client.build_parser(); "
+               "print(sorted(m for m in ('grpc', 'tensorflow_serving') if m in sys.modules))")
+    completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                               cwd=pathlib.Path(__file__).resolve().parents[1], timeout=300,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_grpc_without_tensorflow_serving_api_is_a_one_line_error(exports, monkeypatch, capsys):
+    # None in sys.modules makes the import fail as if the package were not installed
+    monkeypatch.setitem(sys.modules, "tensorflow_serving.apis", None)
+    code, _, err = run_client(["recommend", "--grpc", "127.0.0.1:8500", "--movies", exports["rbm"],
+                               "--ratings", "10:5"], capsys)
+    assert_one_line_error(code, err, "--grpc needs the tensorflow-serving-api package")
 
 
 def test_grpc_refused_connection_is_one_line(exports, capsys):
