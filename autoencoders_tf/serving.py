@@ -19,7 +19,13 @@ def check_images(images):
         return tf.ensure_shape(tf.identity(images), (None,) + IMAGE_SHAPE)
 
 
-def check_code(code):
+def check_code(code, code_size):
+    """Fail with a clear message unless `code` is [batch, code_size] of finite numbers.
+
+    Checked inside the graph: TensorFlow Serving feeds a tensor as sent, whatever the
+    signature declares, and a wrong width would otherwise fail deep inside a MatMul.
+    """
+    code = tf.ensure_shape(code, [None, code_size])
     tf.debugging.assert_all_finite(code, message="code must hold finite numbers")
     return code
 
@@ -36,6 +42,9 @@ class AutoencoderServing(tf.Module):
     def __init__(self, model, name=None):
         super().__init__(name=name)
         self.model = model
+        # TensorFlow Serving restores variables in a session, which finds only the tf.Variables
+        # a module tracks itself, not those inside Keras 3 variables (keras-team/keras#20095)
+        self.model_variables = [variable.value for variable in model.variables]
         images_spec = tf.TensorSpec([None, None, None, None], tf.float32, name="images")
         code_spec = tf.TensorSpec([None, model.code_size], tf.float32, name="code")
         self.reconstruct = tf.function(self._reconstruct, input_signature=[images_spec])
@@ -64,7 +73,7 @@ class AutoencoderServing(tf.Module):
         return {"code": self.model.encode(images)}
 
     def _decode(self, code):
-        return {"images": self.model.decode(check_code(code))}
+        return {"images": self.model.decode(check_code(code, self.model.code_size))}
 
     def _sample(self, num_samples, seed):
         tf.debugging.assert_positive(num_samples, message="num_samples must be at least 1")

@@ -201,6 +201,9 @@ class ClassifierServing(tf.Module):
     def __init__(self, classifier: keras.Model, name=None):
         super().__init__(name=name)
         self.classifier = classifier
+        # TensorFlow Serving restores variables in a session, which finds only the tf.Variables
+        # a module tracks itself, not those inside Keras 3 variables (keras-team/keras#20095)
+        self.classifier_variables = [variable.value for variable in classifier.variables]
         # any size, so that a wrong one reaches the check and its message
         self.classify = tf.function(
             self._classify, input_signature=[tf.TensorSpec([None, None, None, None], tf.float32, name="images")])
