@@ -89,6 +89,12 @@ def image_dataset(builder, split, batch_size, shuffle_seed=None):
     ``shuffle_seed`` when it is given (the train split), in file order otherwise.
     """
     dataset = builder.as_dataset(split=split, as_supervised=True).cache()
+    # Fill the cache now with one complete pass: while a cache is only partly written, an
+    # iterator that stopped early (a `take`, a `next(iter(...))` for a picture) can leave a
+    # concurrent full pass reading the truncated cache, and an evaluation silently covering
+    # a few hundred images.
+    for _ in dataset.batch(8192):
+        pass
     if shuffle_seed is not None:
         # a full-size buffer: the split fits in memory and a partial shuffle of file order
         # would keep neighbouring examples together
