@@ -54,6 +54,33 @@ def run_cli(main, argv=None):
         sys.exit(130)
 
 
+def add_run_arguments(parser):
+    """--run-dir, --resume and --no-export: the same in every training script."""
+    parser.add_argument("--run-dir", required=True, type=pathlib.Path,
+                        help="where checkpoints, metrics, pictures and the export go")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --run-dir from its last checkpoint, with the "
+                             "settings it was started with")
+    parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+
+
+def add_contrastive_divergence_arguments(parser, defaults):
+    """--k, --persistent, --learning-rate, --momentum, --weight-decay of RBM training.
+
+    `defaults` holds the script's defaults under the same names (k, learning_rate, ...).
+    """
+    parser.add_argument("--k", type=int, default=defaults.k,
+                        help="Gibbs steps per contrastive-divergence update (default: %(default)s)")
+    parser.add_argument("--persistent", action="store_true",
+                        help="persistent contrastive divergence instead of CD-k")
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
+                        help="contrastive-divergence learning rate (default: %(default)s)")
+    parser.add_argument("--momentum", type=float, default=defaults.momentum,
+                        help="contrastive-divergence momentum (default: %(default)s)")
+    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                        help="L2 penalty on the RBM weights (default: %(default)s)")
+
+
 # -- atomic files -------------------------------------------------------------------------------
 
 def write_text_atomic(path, text):

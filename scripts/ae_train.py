@@ -374,18 +374,13 @@ def build_parser():
                              "(needs a network)")
     parser.add_argument("--data-dir", required=True, type=pathlib.Path,
                         help="where the TFRecords are written and read")
-    parser.add_argument("--run-dir", required=True, type=pathlib.Path,
-                        help="where checkpoints, metrics, pictures and the export go")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="default: %(default)s")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default: %(default)s")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
                         help="Adam's learning rate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="seed of initial weights, shuffling and noise (default: %(default)s)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --run-dir from its last checkpoint (its stored "
-                             "settings are kept; only --epochs may grow)")
-    parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+    _run.add_run_arguments(parser)
     group = parser.add_argument_group("dense, conv and denoising models")
     group.add_argument("--input-range", choices=INPUT_RANGES, default=defaults.input_range,
                        help="symmetric: the network sees [-1, 1] and ends in tanh (the chapter's); "

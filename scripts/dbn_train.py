@@ -114,8 +114,6 @@ def build_parser():
                              "...); needed the first time, to write the records into --data-dir")
     parser.add_argument("--data-dir", required=True, type=pathlib.Path,
                         help="where the prepared TFRecords are (or will be) kept")
-    parser.add_argument("--run-dir", required=True, type=pathlib.Path,
-                        help="where checkpoints, metrics, plots and the export go")
     parser.add_argument("--layers", type=parse_hidden_sizes, default=defaults.hidden,
                         help="hidden layer sizes, bottom up; the 784 pixels come first by "
                              "themselves (default: 500,500,2000 as in Hinton et al. 2006)")
@@ -123,16 +121,6 @@ def build_parser():
                         help="CD epochs per RBM; 0 skips pre-training (default: %(default)s)")
     parser.add_argument("--finetune-epochs", type=int, default=defaults.finetune_epochs,
                         help="backpropagation epochs of the DBN and of each baseline (default: %(default)s)")
-    parser.add_argument("--k", type=int, default=defaults.k,
-                        help="Gibbs steps per contrastive-divergence update (default: %(default)s)")
-    parser.add_argument("--persistent", action="store_true",
-                        help="persistent contrastive divergence instead of CD-k")
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
-                        help="CD learning rate of the RBMs (default: %(default)s)")
-    parser.add_argument("--momentum", type=float, default=defaults.momentum,
-                        help="CD momentum (default: %(default)s)")
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
-                        help="L2 penalty on the RBM weights (default: %(default)s)")
     parser.add_argument("--finetune-learning-rate", type=float, default=defaults.finetune_learning_rate,
                         help="SGD learning rate of fine-tuning and of the same-init baseline "
                              "(momentum %s) (default: %%(default)s)" % defaults.finetune_momentum)
@@ -149,10 +137,8 @@ def build_parser():
                         help="Gibbs steps in the top RBM for samples.png (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="seed of weights, sampling, dropout and shuffling (default: %(default)s)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --run-dir from its last checkpoint, with the "
-                             "settings it was started with")
-    parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+    _run.add_contrastive_divergence_arguments(parser, defaults)
+    _run.add_run_arguments(parser)
     return parser
 
 

@@ -88,30 +88,18 @@ def build_parser():
         prog="rbm-train", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     add_split_arguments(parser)
-    parser.add_argument("--run-dir", required=True, type=pathlib.Path,
-                        help="where checkpoints, metrics, plots and the export go")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="default: %(default)s")
     parser.add_argument("--hidden", type=int, default=defaults.hidden,
                         help="number of hidden units (default: %(default)s)")
     parser.add_argument("--visible", choices=VISIBLE_LAYOUTS, default=defaults.visible,
                         help="pair: like and dislike units per movie, so dislikes reach the hidden "
                              "layer; single: one 0/1 unit per movie (default: %(default)s)")
-    parser.add_argument("--k", type=int, default=defaults.k,
-                        help="Gibbs steps per contrastive-divergence update (default: %(default)s)")
-    parser.add_argument("--persistent", action="store_true",
-                        help="persistent contrastive divergence instead of CD-k")
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate,
-                        help="default: %(default)s")
-    parser.add_argument("--momentum", type=float, default=defaults.momentum, help="default: %(default)s")
-    parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
-                        help="L2 penalty on the weights (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
                         help="users per update (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="seed of initial weights, sampling and shuffling (default: %(default)s)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --run-dir from its last checkpoint")
-    parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
+    _run.add_contrastive_divergence_arguments(parser, defaults)
+    _run.add_run_arguments(parser)
     return parser
 
 
