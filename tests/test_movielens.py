@@ -213,3 +213,25 @@ def test_unpack_refuses_a_zip_without_the_ratings_or_with_unsafe_paths(tmp_path)
 def test_every_release_has_an_official_url():
     for name, release in movielens.RELEASES.items():
         assert release.url == f"https://files.grouplens.org/datasets/movielens/{name}.zip"
+
+
+def test_download_fetches_the_published_md5_and_unpacks(tmp_path, monkeypatch):
+    # a release without a fixed checksum is checked against the .md5 published beside its zip
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    members = {"ml-latest/ratings.csv": "userId,movieId,rating,timestamp\n1,2,4.5,1\n"}
+    zip_path = make_release_zip(mirror / "ml-latest.zip", members=members)
+    md5 = hashlib.md5(zip_path.read_bytes()).hexdigest()
+    (mirror / "ml-latest.zip.md5").write_text(f"MD5 (ml-latest.zip) = {md5}\n")
+    monkeypatch.setattr(movielens, "DOWNLOAD_ROOT", mirror.as_uri() + "/")
+    release = movielens.get_release("ml-latest")
+    target = movielens.download_release(release, tmp_path / "raw")
+    assert movielens.load_ratings(target, release)["rating"].tolist() == [4.5]
+    assert [p.name for p in (tmp_path / "raw").iterdir()] == ["ml-latest"]
+
+    (mirror / "ml-latest.zip.md5").write_text("0" * 32 + "  ml-latest.zip\n")
+    with pytest.raises(movielens.MovieLensError, match="does not match the published md5"):
+        movielens.download_release(release, tmp_path / "again")
+    with pytest.raises(movielens.MovieLensError, match="could not download"):
+        movielens.download_release(movielens.get_release("ml-32m"), tmp_path / "missing")
+    assert not any((tmp_path / "again").iterdir())
