@@ -113,7 +113,7 @@ def like_rates(dataset, num_movies):
         counts += tf.reduce_sum(tf.cast(known, tf.float32), axis=0)
     overall = tf.reduce_sum(likes) / tf.maximum(tf.reduce_sum(counts), 1.0)
     prior_strength = 2.0
-    return (likes + prior_strength * overall) / (counts + prior_strength), float(overall)
+    return (likes + prior_strength * overall) / (counts + prior_strength)
 
 
 def make_evaluator(rbm, metrics):
@@ -133,21 +133,12 @@ def make_evaluator(rbm, metrics):
     return evaluate
 
 
-def check_checkpoint_width(run, num_movies):
-    """Refuse to resume a checkpoint made for a different number of movies."""
-    reader = tf.train.load_checkpoint(str(run.checkpoint_dir))
-    for name, shape in reader.get_variable_to_shape_map().items():
-        if "rbm/visible_bias" in name:
-            units = shape[0]
-            break
-    else:
-        return
-    config = run.read_config()
-    checkpoint_movies = units // (2 if config.get("visible") == "pair" else 1)
-    if checkpoint_movies != num_movies:
+def check_checkpoint_width(stored, num_movies, run):
+    """Refuse to resume a run trained on a different number of movies."""
+    if stored["num_movies"] != num_movies:
         raise _run.UserError(
             f"the records have {num_movies} movies but the checkpoint in {run.checkpoint_dir} "
-            f"was trained on {checkpoint_movies}; use the data it was trained on or a new --run-dir")
+            f"was trained on {stored['num_movies']}; use the data it was trained on or a new --run-dir")
 
 
 MOVIE_TABLE = "movies.tsv"
@@ -175,9 +166,8 @@ def export(rbm, movie_table_path, export_base):
         lambda path: tf.saved_model.save(module, path, signatures=module.signatures()))
 
 
-def export_run(run_dir, export_base=None):
-    """Export the latest checkpoint of a training run as the next version, without retraining."""
-    run = _run.RunDirectory(run_dir)
+def restore_rbm(run):
+    """The RBM of a run's latest checkpoint, rebuilt from its run_config.json."""
     stored = run.read_config()
     if not run.has_checkpoint():
         raise _run.UserError(f"{run.checkpoint_dir} holds no checkpoint to export")
@@ -187,7 +177,13 @@ def export_run(run_dir, export_base=None):
     trainer.rbm = rbm
     tf.train.Checkpoint(trainer=trainer).restore(
         tf.train.latest_checkpoint(str(run.checkpoint_dir))).expect_partial()
-    return export(rbm, run.path / MOVIE_TABLE, export_base or run.export_base())
+    return rbm
+
+
+def export_run(run_dir, export_base=None):
+    """Export the latest checkpoint of a training run as the next version, without retraining."""
+    run = _run.RunDirectory(run_dir)
+    return export(restore_rbm(run), run.path / MOVIE_TABLE, export_base or run.export_base())
 
 
 def train_and_evaluate(split, data_dir, run_dir, config=RecommenderConfig(), resume=False,
@@ -199,7 +195,7 @@ def train_and_evaluate(split, data_dir, run_dir, config=RecommenderConfig(), res
     run = _run.RunDirectory(run_dir)
     run.check_fresh_or_resume(resume)
     if resume:
-        check_checkpoint_width(run, num_movies)
+        check_checkpoint_width(run.read_config(), num_movies, run)
     else:
         write_movie_table(run.path / MOVIE_TABLE, metadata["movie_ids"], metadata["movie_titles"])
         run.write_config({"model": "rbm", "script": "rbm_train",
@@ -214,8 +210,8 @@ def train_and_evaluate(split, data_dir, run_dir, config=RecommenderConfig(), res
     test_data = datasets.movielens_dataset(builder, "test", 256)
 
     rbm = RBM(num_movies, config.hidden, config.visible, seed=config.seed)
-    rates, overall_like_rate = like_rates(train_eval_data, num_movies)
-    rbm.set_visible_bias_from_rates(rates)
+    if not resume:  # a resumed run restores its biases from the checkpoint
+        rbm.set_visible_bias_from_rates(like_rates(train_eval_data, num_movies))
     trainer = CDTrainer(rbm, config.cd_config(), batch_size=config.batch_size)
     epoch_counter = tf.Variable(0, dtype=tf.int64, name="epoch")
     checkpoint = tf.train.Checkpoint(trainer=trainer, epoch=epoch_counter)
@@ -228,7 +224,7 @@ def train_and_evaluate(split, data_dir, run_dir, config=RecommenderConfig(), res
                                  "to continue it (tfm-export re-exports it without training)")
         log(f"resumed from {manager.latest_checkpoint} after epoch {done}")
 
-    majority_label = 1.0 if overall_like_rate >= 0.5 else 0.0
+    majority_label = 1.0 if metadata["train_like_rate"] >= 0.5 else 0.0
     evaluate = make_evaluator(rbm, RatingMetrics(majority_label=majority_label))
     metrics_log = _run.MetricsLog(run.metrics_path, resume=resume)
     writers = {name: run.summary_writer(name) for name in ("train", "test")}

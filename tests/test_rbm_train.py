@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from scripts import _run
 from scripts import rbm_prepare
 from scripts import rbm_recommend
 from scripts import rbm_train
@@ -39,13 +40,7 @@ def fails_with(capsys, function, argv, message):
 
 def restored_rbm(run_dir):
     """The RBM of a run's latest checkpoint, rebuilt in this process."""
-    stored = json.loads((run_dir / "run_config.json").read_text())
-    rbm = rbm_train.RBM(stored["num_movies"], stored["hidden"], stored["visible"])
-    holder = tf.Module()
-    holder.rbm = rbm
-    tf.train.Checkpoint(trainer=holder).restore(
-        tf.train.latest_checkpoint(str(run_dir / "checkpoints"))).expect_partial()
-    return rbm
+    return rbm_train.restore_rbm(_run.RunDirectory(run_dir))
 
 
 @pytest.fixture
