@@ -112,12 +112,12 @@ class MovieLensRatings(tfds.core.GeneratorBasedBuilder):
         config = self.builder_config
         release = movielens.get_release(config.release)
         raw_dir = dl_manager.manual_dir
+        # every rated movie gets an index, whichever split its ratings fall in
+        ratings = movielens.load_ratings(raw_dir, release)
         if config.split == "holdout":
-            ratings = movielens.load_ratings(raw_dir, release)
             train, test = movielens.holdout_split(
                 ratings, config.test_per_user, order=config.order, seed=config.seed)
         else:
-            ratings = movielens.load_ratings(raw_dir, release)
             train, test = movielens.canonical_split(raw_dir, release, config.split)
         if len(test) == 0:
             raise movielens.MovieLensError(f"split {config.name} has no test ratings")

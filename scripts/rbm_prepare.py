@@ -31,11 +31,10 @@ def build_parser():
 
 def prepare(split, raw_dir, data_dir):
     """Write the TFRecords of `split` (a MovieLensConfig) read from `raw_dir`; returns the builder."""
-    release = movielens.get_release(split.release)
-    movielens.find_release_dir(raw_dir, release)  # a readable error before TFDS starts
+    # found before TFDS starts, so a wrong directory is a readable error, not a TFDS traceback
+    release_dir = movielens.find_release_dir(raw_dir, movielens.get_release(split.release))
     builder = records.MovieLensRatings(config=split, data_dir=str(data_dir))
-    builder.download_and_prepare(download_config=records.manual_download_config(
-        movielens.find_release_dir(raw_dir, release)))
+    builder.download_and_prepare(download_config=records.manual_download_config(release_dir))
     return builder
 
 
