@@ -127,16 +127,13 @@ def _read_table(path, release_format):
         found = re.search(r"Expected \d+ fields in line (\d+)", str(error))
         if found is None:
             raise MovieLensError(f"{path}: not a MovieLens ratings file") from None
-        line = int(found.group(1))
-        raise MovieLensError(f"{path}:{line}: malformed line {_line_text(path, line)!r}; "
-                             "expected user, movie, rating, timestamp") from None
+        raise _malformed(path, int(found.group(1))) from None
     except UnicodeDecodeError as error:
         raise MovieLensError(f"{path}: not a text file ({error.reason})") from None
     if release_format == "csv" and list(table.columns[:4]) != ["userId", "movieId", "rating", "timestamp"]:
         raise MovieLensError(f"{path}:1: expected the header userId,movieId,rating,timestamp")
     if len(table.columns) <= max(value_columns):
-        raise MovieLensError(f"{path}:{first_line}: malformed line {_line_text(path, first_line)!r}; "
-                             "expected user, movie, rating, timestamp")
+        raise _malformed(path, first_line)
     # what lies outside the value columns (the "::" gaps, surplus fields) must be empty
     extra = [index for index in range(len(table.columns)) if index not in value_columns]
     surplus = (table.iloc[:, extra] != "").any(axis=1).to_numpy(copy=True)
@@ -153,20 +150,20 @@ def _line_text(path, line_number):
     return ""
 
 
-def _row_line_numbers(path, first_line, rows):
-    """File line numbers of the given data rows, counting the blank lines pandas skipped."""
-    wanted = set(int(row) for row in rows)
-    numbers, row = {}, -1
+def _line_of_row(path, first_line, row):
+    """File line number of data row `row` (from 0), counting the blank lines pandas skipped."""
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, 1):
-            if number < first_line or not line.strip():
-                continue
-            row += 1
-            if row in wanted:
-                numbers[row] = number
-                if len(numbers) == len(wanted):
-                    break
-    return [numbers.get(int(r), first_line + int(r)) for r in rows]
+            if number >= first_line and line.strip():
+                if row == 0:
+                    return number
+                row -= 1
+    return first_line
+
+
+def _malformed(path, line):
+    return MovieLensError(f"{path}:{line}: malformed line {_line_text(path, line)!r}; "
+                          "expected user, movie, rating, timestamp")
 
 
 def read_ratings_file(path, release):
@@ -185,15 +182,12 @@ def read_ratings_file(path, release):
         bad |= ~np.isfinite(values) | (values != np.round(values))
     bad |= ~np.isfinite(numeric["rating"].to_numpy(float))
     if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        line = _row_line_numbers(path, first_line, [row])[0]
-        raise MovieLensError(f"{path}:{line}: malformed line {_line_text(path, line)!r}; "
-                             "expected user, movie, rating, timestamp")
+        raise _malformed(path, _line_of_row(path, first_line, int(np.flatnonzero(bad)[0])))
     ratings = numeric["rating"].to_numpy(float)
     off_scale = ~np.isin(ratings, release.allowed_ratings)
     if off_scale.any():
         row = int(np.flatnonzero(off_scale)[0])
-        line = _row_line_numbers(path, first_line, [row])[0]
+        line = _line_of_row(path, first_line, row)
         scale = "0.5 to 5 in half stars" if release.half_stars else "1 to 5 in whole stars"
         raise MovieLensError(f"{path}:{line}: rating {ratings[row]:g} is outside {release.name}'s "
                              f"scale ({scale})")
