@@ -14,7 +14,6 @@ an interrupted run never leaves a half-written file behind. `run_cli` turns the 
 can fix into one line on stderr and exit code 2.
 """
 
-import contextlib
 import errno
 import json
 import os
@@ -32,13 +31,10 @@ class UserError(Exception):
 
 def user_error_types():
     """Exception types whose message is meant for the user, from every pipeline module."""
-    types = [UserError]
+    # imported here, not at the top, so that scripts which read no data start without them
+    from pipelines import images
     from pipelines import movielens
-    types.append(movielens.MovieLensError)
-    with contextlib.suppress(ImportError, AttributeError):
-        from pipelines import images
-        types.append(images.IdxError)
-    return tuple(types)
+    return (UserError, movielens.MovieLensError, images.IdxError)
 
 
 def run_cli(main, argv=None):
