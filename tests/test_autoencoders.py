@@ -1,6 +1,7 @@
 """The four autoencoders: shapes, ranges, losses against hand computations, saving and serving."""
 
 import json
+import math
 import subprocess
 import sys
 import textwrap
@@ -84,24 +85,26 @@ def torch_conv_transpose(size, kernel, stride, padding):
     return (size - 1) * stride - 2 * padding + kernel
 
 
+# the chapter's stack, written here independently of the model's code:
+# (Keras layer whose output is the PyTorch layer's, output-size formula, kernel, stride, padding,
+# channels)
+TORCH_STACK = [
+    ("conv1", torch_conv, 3, 3, 1, 16),
+    ("pool1", torch_conv, 2, 2, 0, 16),
+    ("conv2", torch_conv, 3, 2, 1, 8),
+    ("pool2", torch_conv, 2, 1, 0, 8),
+    ("deconv1", torch_conv_transpose, 3, 2, 0, 16),
+    ("deconv2_crop", torch_conv_transpose, 5, 3, 1, 8),
+    ("deconv3_crop", torch_conv_transpose, 2, 2, 1, 1),
+]
+
+
 def test_conv_layer_shapes_follow_pytorchs_formulas():
-    # the chapter's stack, written here independently of the model's code
-    expected = {}
-    size = torch_conv(28, 3, 3, 1)
-    expected["conv1"] = (size, size, 16)
-    size = torch_conv(size, 2, 2, 0)
-    expected["pool1"] = (size, size, 16)
-    size = torch_conv(size, 3, 2, 1)
-    expected["conv2"] = (size, size, 8)
-    size = torch_conv(size, 2, 1, 0)
-    expected["pool2"] = (size, size, 8)
-    code_size = size * size * 8
-    size = torch_conv_transpose(size, 3, 2, 0)
-    expected["deconv1"] = (size, size, 16)
-    size = torch_conv_transpose(size, 5, 3, 1)
-    expected["deconv2_crop"] = (size, size, 8)
-    size = torch_conv_transpose(size, 2, 2, 1)
-    expected["deconv3_crop"] = (size, size, 1)
+    expected, size = {}, 28
+    for name, output_size, kernel, stride, padding, channels in TORCH_STACK:
+        size = output_size(size, kernel, stride, padding)
+        expected[name] = (size, size, channels)
+    code_size = math.prod(expected["pool2"])
     assert (expected["pool1"][0], expected["pool2"][0], size) == (5, 2, 28)
 
     model = ConvAutoencoder()
