@@ -246,38 +246,63 @@ def cases(tmp_path_factory):
     return {case.name: case for case in built}
 
 
+# saved_model_cli's own `show` and `run`, called in one new interpreter: as the command would run
+# them (flags parsed, a session per run) without starting a whole TensorFlow per call
+CLI_PROGRAM = textwrap.dedent("""
+    import contextlib, io, json, sys, traceback
+    from absl import flags
+    from tensorflow.python.tools import saved_model_cli
+    plan, results_path = json.loads(sys.argv[1]), sys.argv[2]
+    results = []
+    for command, *arguments in plan:
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["saved_model_cli", *arguments])
+        stdout, stderr, returncode = io.StringIO(), io.StringIO(), 0
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                getattr(saved_model_cli, command)()
+            except Exception:  # the command would exit with its traceback on stderr
+                traceback.print_exc()
+                returncode = 1
+        results.append([returncode, stdout.getvalue(), stderr.getvalue()])
+    with open(results_path, "w") as results_file:
+        json.dump(results, results_file)
+""")
+
+
 @pytest.fixture(scope="module")
 def cli_results(cases, tmp_path_factory):
-    """`saved_model_cli show --all` on every export and `run` on CLI_RUNS, run concurrently."""
+    """`saved_model_cli show --all` on every export and `run` on CLI_RUNS, in one fresh process.
+
+    Returns {(model, "show" or signature): (returncode, stdout, stderr, output directory)}.
+    """
     root = tmp_path_factory.mktemp("cli")
-    processes = {}
+    keys, plan = [], []
     for case in cases.values():
-        processes[(case.name, "show")] = subprocess.Popen(
-            ["saved_model_cli", "show", "--dir", str(case.export_dir), "--all"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=QUIET_ENV)
+        keys.append((case.name, "show"))
+        plan.append(["show", f"--dir={case.export_dir}", "--all"])
         for signature in CLI_RUNS[case.name]:
             inputs = case.calls[signature][0]
             folder = root / case.name / signature
             folder.mkdir(parents=True)
             for name, value in inputs.items():
                 np.save(folder / f"{name}.npy", value)
-            processes[(case.name, signature)] = subprocess.Popen(
-                ["saved_model_cli", "run", "--dir", str(case.export_dir), "--tag_set", "serve",
-                 "--signature_def", signature, "--outdir", str(folder / "out"),
-                 "--inputs", ";".join(f"{name}={folder / name}.npy" for name in inputs)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=QUIET_ENV)
+            keys.append((case.name, signature))
+            plan.append(["run", f"--dir={case.export_dir}", "--tag_set=serve",
+                         f"--signature_def={signature}", f"--outdir={folder / 'out'}",
+                         "--inputs=" + ";".join(f"{name}={folder / name}.npy" for name in inputs)])
     # and one refused input, run as the server would run it: in a session
     bad_ratings = root / "bad_ratings.npy"
     np.save(bad_ratings, np.full([1, len(MOVIES)], 2.0, np.float32))
-    processes[("rbm", "bad-ratings")] = subprocess.Popen(
-        ["saved_model_cli", "run", "--dir", str(cases["rbm"].export_dir), "--tag_set", "serve",
-         "--signature_def", "serving_default", "--inputs", f"ratings={bad_ratings}"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=QUIET_ENV)
-    results = {}
-    for key, process in processes.items():
-        stdout, stderr = process.communicate(timeout=600)
-        results[key] = (process.returncode, stdout, stderr, root / key[0] / key[1] / "out")
-    return results
+    keys.append(("rbm", "bad-ratings"))
+    plan.append(["run", f"--dir={cases['rbm'].export_dir}", "--tag_set=serve",
+                 "--signature_def=serving_default", f"--inputs=ratings={bad_ratings}"])
+    results_path = root / "results.json"
+    completed = subprocess.run([sys.executable, "-c", CLI_PROGRAM, json.dumps(plan), str(results_path)],
+                               cwd=root, capture_output=True, text=True, env=QUIET_ENV, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return {key: (*result, root / key[0] / key[1] / "out")
+            for key, result in zip(keys, json.loads(results_path.read_text()))}
 
 
 # -- _run.export_versioned -------------------------------------------------------------------------
