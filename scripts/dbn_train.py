@@ -340,9 +340,9 @@ def train_and_evaluate(config: DBNConfig, data_dir, run_dir, raw_dir=None, resum
     keras.utils.set_random_seed(config.seed)
     train_data = datasets.image_dataset(builder, "train", config.batch_size, shuffle_seed=config.seed)
     test_data = datasets.image_dataset(builder, "test", 500)
-    # read to the end, not next(iter(...)): a cached dataset left half-read warns and drops its cache
-    test_batches = [images for images, _ in datasets.image_dataset(builder, "test", MONITOR_EXAMPLES)]
-    monitor_images = tf.reshape(test_batches[0], [-1, INPUT_WIDTH])
+    # the first test images, from the same cached split (complete before it is returned, so
+    # reading only its first batch loses nothing)
+    monitor_images = tf.reshape(next(iter(test_data.rebatch(MONITOR_EXAMPLES)))[0], [-1, INPUT_WIDTH])
 
     run = DBNRun(config)
     checkpoint = run.checkpoint()
