@@ -137,14 +137,10 @@ def mean_image_baseline(train_data, test_data):
     return squared / pixels_seen
 
 
-def picture_batch(test_data, count=10):
-    """Up to `count` test images, one per class first, and the labels of the first 2,000."""
-    images, labels = [], []
-    # read to the end: a cached dataset read part way throws its cache away
-    for pixels, batch_labels in test_data:
-        images.append(pixels.numpy())
-        labels.append(batch_labels.numpy())
-    images, labels = np.concatenate(images)[:2000], np.concatenate(labels)[:2000]
+def picture_batch(test_data, count=10, num_scattered=2000):
+    """Up to `count` test images, one per class first, and the first `num_scattered` with labels."""
+    # image_dataset filled its cache when it was made, so reading part of it is safe
+    images, labels = (tensor.numpy() for tensor in next(iter(test_data.unbatch().batch(num_scattered))))
     first_of_class = [int(np.flatnonzero(labels == label)[0]) for label in np.unique(labels)]
     chosen = (first_of_class + [i for i in range(len(labels)) if i not in first_of_class])[:count]
     return images[chosen], images, labels
