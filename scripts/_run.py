@@ -281,10 +281,9 @@ def find_exports(path):
 
 
 def read_signatures(export_dir):
-    """{signature name: {"inputs"|"outputs": {name: (dtype name, shape list or None)}}}.
+    """The signatures of the export at `export_dir`, as `describe_signatures` gives them.
 
     Read from saved_model.pb without loading the model, so it is quick and runs no graph.
-    Shapes use None for a dimension of any size; None for the whole shape means any rank.
     """
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -297,7 +296,15 @@ def read_signatures(export_dir):
     serving = [graph for graph in saved_model.meta_graphs if "serve" in graph.meta_info_def.tags]
     if not serving:
         raise UserError(f"{pb_path} has no MetaGraph tagged 'serve'")
+    return describe_signatures(serving[0].signature_def)
 
+
+def describe_signatures(signature_defs):
+    """{signature name: {"inputs"|"outputs": {name: (dtype name, shape list or None)}}}.
+
+    `signature_defs` maps names to SignatureDef protos (a MetaGraphDef's or a model server's).
+    Shapes use None for a dimension of any size; None for the whole shape means any rank.
+    """
     def describe(tensors):
         described = {}
         for name, info in sorted(tensors.items()):
@@ -307,5 +314,5 @@ def read_signatures(export_dir):
         return described
 
     return {name: {"inputs": describe(signature.inputs), "outputs": describe(signature.outputs)}
-            for name, signature in sorted(serving[0].signature_def.items())
+            for name, signature in sorted(signature_defs.items())
             if not name.startswith("__")}

@@ -104,33 +104,22 @@ def outputs_from_response(response, signature):
 
 
 def signatures_from_metadata(metadata):
-    """{signature: {"inputs"|"outputs": {name: (dtype, shape)}}} from a REST metadata answer.
-
-    Same form as `_run.read_signatures` reads from saved_model.pb: dtype names like "float32",
-    shapes as lists with None for a dimension of any size, None for an unknown rank.
-    """
-    def dtype_name(enum_name):
-        # DT_FLOAT -> float32 etc., the names numpy and tf.dtypes use
-        import tensorflow as tf
-        from tensorflow.core.framework import types_pb2
-        return tf.dtypes.as_dtype(types_pb2.DataType.Value(enum_name)).name
-
-    def describe(tensors):
-        described = {}
-        for name, info in sorted(tensors.items()):
-            shape = info.get("tensor_shape", {})
-            dims = None if shape.get("unknown_rank") else [
-                None if int(d.get("size", -1)) < 0 else int(d["size"]) for d in shape.get("dim", [])]
-            described[name] = (dtype_name(info.get("dtype", "DT_INVALID")), dims)
-        return described
+    """The signatures of a REST metadata answer, as `_run.describe_signatures` gives them."""
+    from google.protobuf import json_format
+    from tensorflow.core.protobuf import meta_graph_pb2
 
     try:
         signature_defs = metadata["metadata"]["signature_def"]["signature_def"]
     except (KeyError, TypeError):
         raise _run.UserError("the server's metadata answer holds no signature_def") from None
-    return {name: {"inputs": describe(sig.get("inputs", {})),
-                   "outputs": describe(sig.get("outputs", {}))}
-            for name, sig in sorted(signature_defs.items()) if not name.startswith("__")}
+    # the answer is the JSON mapping of SignatureDef protos: read it back into them
+    graph = meta_graph_pb2.MetaGraphDef()
+    try:
+        json_format.ParseDict({"signature_def": signature_defs}, graph, ignore_unknown_fields=True)
+    except json_format.ParseError as error:
+        raise _run.UserError(f"the server's metadata answer is not a signature_def map: "
+                             f"{one_line(error, 200)}") from None
+    return _run.describe_signatures(graph.signature_def)
 
 
 class RestClient:
@@ -244,16 +233,13 @@ class GrpcClient:
                                                  for entry in status.model_version_status])
 
     def signatures(self, model, version=None):
-        from google.protobuf import json_format
         from tensorflow_serving.apis import get_model_metadata_pb2
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
         set_model_spec(request.model_spec, model, version=version)
         answer = self.call(self.predictions.GetModelMetadata, request)
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         answer.metadata["signature_def"].Unpack(signature_map)
-        # the same JSON mapping as the REST API's answer, proto field names kept
-        as_json = json_format.MessageToDict(signature_map, preserving_proto_field_name=True)
-        return signatures_from_metadata({"metadata": {"signature_def": as_json}})
+        return _run.describe_signatures(signature_map.signature_def)
 
     def predict(self, model, signature_name, inputs, signature, version=None):
         import tensorflow as tf
