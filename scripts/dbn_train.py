@@ -404,19 +404,19 @@ def export_run(run_dir, export_base=None):
 
 def _main(argv):
     args = build_parser().parse_args(argv)
-    settings = dict(dataset=args.dataset, hidden=args.layers, pretrain_epochs=args.pretrain_epochs,
-                    finetune_epochs=args.finetune_epochs, k=args.k, persistent=args.persistent,
-                    learning_rate=args.learning_rate, momentum=args.momentum,
-                    weight_decay=args.weight_decay, finetune_learning_rate=args.finetune_learning_rate,
-                    finetune_dropout=args.finetune_dropout,
-                    modern_learning_rate=args.modern_learning_rate, modern_dropout=args.modern_dropout,
-                    batch_size=args.batch_size, gibbs_steps=args.gibbs_steps, seed=args.seed)
-    if args.resume:
-        # a resumed run keeps the settings it was started with: its checkpoint matches them
-        stored = _run.RunDirectory(args.run_dir).read_config()
-        settings.update({key: stored[key] for key in settings if key in stored})
     try:
-        config = DBNConfig(**settings)
+        if args.resume:
+            # a resumed run keeps the settings it was started with: its checkpoint matches them
+            config = config_from_run(_run.RunDirectory(args.run_dir).read_config())
+        else:
+            config = DBNConfig(
+                dataset=args.dataset, hidden=args.layers, pretrain_epochs=args.pretrain_epochs,
+                finetune_epochs=args.finetune_epochs, k=args.k, persistent=args.persistent,
+                learning_rate=args.learning_rate, momentum=args.momentum,
+                weight_decay=args.weight_decay, finetune_learning_rate=args.finetune_learning_rate,
+                finetune_dropout=args.finetune_dropout,
+                modern_learning_rate=args.modern_learning_rate, modern_dropout=args.modern_dropout,
+                batch_size=args.batch_size, gibbs_steps=args.gibbs_steps, seed=args.seed)
     except ValueError as error:
         raise _run.UserError(str(error)) from None
     result = train_and_evaluate(config, args.data_dir, args.run_dir, raw_dir=args.raw_dir,
