@@ -22,6 +22,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from scripts import _run  # noqa: E402
 from scripts.ae_train import AutoencoderConfig  # noqa: E402
+from scripts.ae_train import mse_baseline  # noqa: E402
 from scripts.ae_train import train_and_evaluate  # noqa: E402
 
 STRONGER_DENSE = {"hidden_units": (512, 256), "code_size": 32}
@@ -47,13 +48,12 @@ def summarise(name, dataset, result, config):
         row.update(metric="test -ELBO (nats)", value=final["test_neg_elbo"],
                    baseline_name=f"IW bound k={k}", baseline=final[f"test_iw_nll_bound_k{k}"],
                    kl=final["test_kl_loss"], test_mse=final["test_mse"])
-    elif config.model == "denoising":
-        row.update(metric="test MSE [0,1]", value=final["test_mse"],
-                   baseline_name="noisy input", baseline=final["test_noisy_mse"],
-                   mean_image=final["mean_image_mse"])
     else:
+        baseline_key, baseline_name = mse_baseline(config)
         row.update(metric="test MSE [0,1]", value=final["test_mse"],
-                   baseline_name="mean image", baseline=final["mean_image_mse"])
+                   baseline_name=baseline_name, baseline=final[baseline_key])
+        if baseline_key != "mean_image_mse":
+            row["mean_image"] = final["mean_image_mse"]
     return row
 
 

@@ -215,18 +215,22 @@ def epoch_summary(config, record):
     return line + ")"
 
 
+def mse_baseline(config):
+    """(metrics key, label) of a test MSE's baseline: the denoiser's noisy input, else the mean image."""
+    if config.model == "denoising":
+        return "test_noisy_mse", "noisy input"
+    return "mean_image_mse", "mean image"
+
+
 def plot_run_metrics(config, dataset, epochs, path):
     if config.model == "vae":
         _run.plot_metrics(epochs, {"train -ELBO": "train_neg_elbo", "test -ELBO": "test_neg_elbo"},
                           path, title=f"VAE on {dataset}, nats per image" + (
                               "" if config.binarize else "\ncontinuous intensities: cross-entropy, not a likelihood"))
-    elif config.model == "denoising":
-        _run.plot_metrics(epochs, {"train MSE": "train_mse", "test MSE": "test_mse"}, path,
-                          baseline_key="test_noisy_mse", baseline_label="noisy input",
-                          title=f"denoising autoencoder on {dataset}, MSE on [0, 1]")
     else:
+        baseline_key, baseline_label = mse_baseline(config)
         _run.plot_metrics(epochs, {"train MSE": "train_mse", "test MSE": "test_mse"}, path,
-                          baseline_key="mean_image_mse", baseline_label="mean image",
+                          baseline_key=baseline_key, baseline_label=baseline_label,
                           title=f"{config.model} autoencoder on {dataset}, MSE on [0, 1]")
 
 
