@@ -13,13 +13,13 @@ import math
 import keras
 import tensorflow as tf
 
+from autoencoders_tf.base import IMAGE_SHAPE
 from autoencoders_tf.serving import check_images
 from rbm_tf.rbm import RBM
 from rbm_tf.training import CDConfig
 from rbm_tf.training import CDTrainer
 
 DEFAULT_LAYER_SIZES = (784, 500, 500, 2000)
-IMAGE_SHAPE = (28, 28, 1)
 
 
 def check_layer_sizes(layer_sizes, input_width=None):
