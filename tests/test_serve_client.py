@@ -59,6 +59,14 @@ def exports(tmp_path_factory):
 
 # -- a stand-in for TensorFlow Serving's REST API ---------------------------------------------------
 
+def served_signature_defs(export_dir):
+    """{name: SignatureDef} of an export, as the model server reports them in its metadata."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((pathlib.Path(export_dir) / "saved_model.pb").read_bytes())
+    return saved_model.meta_graphs[0].signature_def
+
+
 class ModelServerStandIn(http.server.ThreadingHTTPServer):
     """The REST endpoints tfm-client uses, answered as api_rest.md documents, over real exports."""
 
@@ -74,12 +82,9 @@ class ModelServerStandIn(http.server.ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
     def metadata(self, name):
-        from tensorflow.core.protobuf import saved_model_pb2
-        saved_model = saved_model_pb2.SavedModel()
-        saved_model.ParseFromString((self.exports[name] / "saved_model.pb").read_bytes())
         # the JSON mapping keeps the proto field names, as the documented answers show
         signature_defs = {key: json_format.MessageToDict(value, preserving_proto_field_name=True)
-                          for key, value in saved_model.meta_graphs[0].signature_def.items()}
+                          for key, value in served_signature_defs(self.exports[name]).items()}
         return {"model_spec": {"name": name, "signature_name": "", "version": self.exports[name].name},
                 "metadata": {"signature_def": {"signature_def": signature_defs}}}
 
@@ -419,7 +424,6 @@ def grpc_model_server(exports):
     grpc = pytest.importorskip("grpc")
     from concurrent import futures
 
-    from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow_serving.apis import get_model_metadata_pb2
     from tensorflow_serving.apis import get_model_status_pb2
     from tensorflow_serving.apis import model_service_pb2_grpc
@@ -441,10 +445,8 @@ def grpc_model_server(exports):
     class Predictions(prediction_service_pb2_grpc.PredictionServiceServicer):
         def GetModelMetadata(self, request, context):
             requests.append(("GetModelMetadata", request))
-            saved_model = saved_model_pb2.SavedModel()
-            saved_model.ParseFromString((exports[request.model_spec.name] / "saved_model.pb").read_bytes())
             signature_map = get_model_metadata_pb2.SignatureDefMap()
-            for key, value in saved_model.meta_graphs[0].signature_def.items():
+            for key, value in served_signature_defs(exports[request.model_spec.name]).items():
                 signature_map.signature_def[key].CopyFrom(value)
             answer = get_model_metadata_pb2.GetModelMetadataResponse()
             answer.metadata["signature_def"].Pack(signature_map)
