@@ -8,17 +8,17 @@ in row-major order. Files may be gzipped (as published) or raw; both read the sa
 """
 
 import gzip
-import hashlib
 import math
 import os
 import pathlib
 import struct
 import tempfile
 import urllib.error
-import urllib.request
 import zlib
 
 import numpy as np
+
+from pipelines import downloads
 
 IMAGE_DATASETS = ("mnist", "fashion_mnist")
 SPLITS = ("train", "test")
@@ -175,17 +175,9 @@ def write_idx(path, array):
     pathlib.Path(path).write_bytes(data)
 
 
-def file_md5(path):
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_md5(path, expected_md5):
     """Raise IdxError unless the file at `path` has the md5 `expected_md5`."""
-    actual = file_md5(path)
+    actual = downloads.file_digest(path, "md5")
     if actual != expected_md5:
         raise IdxError(f"{path}: md5 {actual} differs from the published {expected_md5}; "
                        "the file is damaged or not the official one")
@@ -204,7 +196,7 @@ def download(dataset, raw_dir, mirrors=None, log=None):
     mirrors = MIRRORS[dataset] if mirrors is None else mirrors
     for name, md5 in OFFICIAL_MD5[dataset].items():
         target = raw_dir / name
-        if target.is_file() and file_md5(target) == md5:
+        if target.is_file() and downloads.file_digest(target, "md5") == md5:
             continue
         failures = []
         for base in mirrors:
@@ -214,9 +206,7 @@ def download(dataset, raw_dir, mirrors=None, log=None):
             handle, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=raw_dir)
             os.close(handle)
             try:
-                with urllib.request.urlopen(url, timeout=60) as response, open(temporary, "wb") as out:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
+                downloads.fetch(url, temporary)
                 verify_md5(temporary, md5)
                 os.replace(temporary, target)
                 break

@@ -13,18 +13,18 @@ and the line, never a parser traceback.
 """
 
 import dataclasses
-import hashlib
 import os
 import pathlib
 import re
 import shutil
 import tempfile
 import urllib.error
-import urllib.request
 import zipfile
 
 import numpy as np
 import pandas as pd
+
+from pipelines import downloads
 
 RATING_COLUMNS = ("user", "movie", "rating", "timestamp")
 CANONICAL_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
@@ -286,14 +286,6 @@ def like_labels(ratings, threshold=3.0):
 
 # -- download ------------------------------------------------------------------------------------
 
-def file_digest(path, algorithm):
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def unpack_release(zip_path, raw_dir, release, sha256=None, md5=None):
     """Check the zip against its checksum and unpack it into `raw_dir` atomically.
 
@@ -302,10 +294,10 @@ def unpack_release(zip_path, raw_dir, release, sha256=None, md5=None):
     Returns the release directory.
     """
     zip_path, raw_dir = pathlib.Path(zip_path), pathlib.Path(raw_dir)
-    if sha256 is not None and file_digest(zip_path, "sha256") != sha256:
+    if sha256 is not None and downloads.file_digest(zip_path, "sha256") != sha256:
         raise MovieLensError(f"{zip_path} does not match the published sha256 of {release.name}; "
                              "the download is damaged, delete it and try again")
-    if md5 is not None and file_digest(zip_path, "md5") != md5:
+    if md5 is not None and downloads.file_digest(zip_path, "md5") != md5:
         raise MovieLensError(f"{zip_path} does not match the published md5 of {release.name}; "
                              "the download is damaged, delete it and try again")
     target = raw_dir / release.directory
@@ -334,8 +326,7 @@ def unpack_release(zip_path, raw_dir, release, sha256=None, md5=None):
 
 def _fetch(url, path):
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, open(path, "wb") as handle:
-            shutil.copyfileobj(response, handle, length=1 << 20)
+        downloads.fetch(url, path)
     except (urllib.error.URLError, OSError) as error:
         raise MovieLensError(f"could not download {url}: {getattr(error, 'reason', error)}") from None
 

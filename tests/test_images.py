@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from pipelines import datasets
+from pipelines import downloads
 from pipelines import images
 from pipelines.images import IdxError
 
@@ -141,7 +142,7 @@ def test_verify_md5(tmp_path):
 def test_download_checks_md5_and_leaves_nothing_half_written(tmp_path, monkeypatch):
     mirror = tmp_path / "mirror"
     make_idx_dir(mirror)
-    good = {name: images.file_md5(mirror / name) for name in images.OFFICIAL_MD5["mnist"]}
+    good = {name: downloads.file_digest(mirror / name) for name in images.OFFICIAL_MD5["mnist"]}
     # the first mirror is unreachable, the second serves the files
     mirrors = ((tmp_path / "absent").as_uri() + "/", mirror.as_uri() + "/")
     monkeypatch.setitem(images.OFFICIAL_MD5, "mnist", good)

@@ -1,0 +1,20 @@
+"""Fetching and checking the official data files: shared by the MovieLens and image readers."""
+
+import hashlib
+import shutil
+import urllib.request
+
+
+def file_digest(path, algorithm="md5"):
+    """Hex digest of the file at `path`, read in blocks so a large zip never sits in memory."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(url, path, timeout=60):
+    """Copy `url` into the file `path`; raises urllib.error.URLError or OSError on failure."""
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(path, "wb") as handle:
+        shutil.copyfileobj(response, handle, length=1 << 20)
