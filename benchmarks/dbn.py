@@ -7,8 +7,9 @@
 For each data set this runs dbn-train's `train_and_evaluate` with the default settings and the
 given epochs into RUN_ROOT/<dataset> (kept, with plots and exports). A run directory that already
 holds a run (say from `dbn-train --run-dir RUN_ROOT/mnist`) is resumed with its own settings
-instead, which for a finished run only reads its numbers. Then it reports, per RBM, seconds per pre-training epoch and the achieved GFLOP/s of its matmuls (the
-up pass through the layers below, CD-k, the reconstruction monitor), and the same for an epoch
+instead, which for a finished run only reads its numbers. Then it reports, per RBM, seconds per
+pre-training epoch and the achieved GFLOP/s of its matmuls (the up pass through the layers
+below, CD-k, the reconstruction monitor), and the same for an epoch
 of fine-tuning; both as a fraction of a 2048x2048 float32 matmul measured in the same run. Then
 the test error of the fine-tuned DBN and of both random-init baselines, as a Markdown table.
 """
@@ -27,6 +28,9 @@ from scripts import _run  # noqa: E402
 from scripts import dbn_train  # noqa: E402
 from scripts.dbn_train import CLASSIFIERS  # noqa: E402
 from scripts.dbn_train import DBNConfig  # noqa: E402
+
+RAW_DIR_FLAGS = {"mnist": "--mnist-dir", "fashion_mnist": "--fashion-dir"}
+
 
 def pretraining_flops_per_example(layer_sizes, layer, k):
     """Matmul FLOPs of one example's share of a pre-training epoch of RBM `layer` (0-based)."""
@@ -90,20 +94,24 @@ def main(argv=None):
     parser.add_argument("--finetune-epochs", type=int, default=DBNConfig.finetune_epochs)
     args = parser.parse_args(argv)
     raw_dirs = {"mnist": args.mnist_dir, "fashion_mnist": args.fashion_dir}
+    names = args.datasets.split(",")
+    for dataset in names:
+        if dataset not in RAW_DIR_FLAGS:
+            parser.error(f"unknown data set {dataset!r}; choose from {', '.join(RAW_DIR_FLAGS)}")
+        if raw_dirs[dataset] is None:
+            parser.error(f"{RAW_DIR_FLAGS[dataset]} is needed for {dataset}")
 
     summaries, config = [], None
     machine_gflops = matmul_gflops(2048, 2048, 2048)
-    for dataset in args.datasets.split(","):
-        if raw_dirs.get(dataset) is None:
-            parser.error(f"{ {'mnist': '--mnist-dir'}.get(dataset, '--fashion-dir')} is needed for {dataset}")
-        run_dir = args.run_root / dataset
-        resume = _run.RunDirectory(run_dir).has_checkpoint()
+    for dataset in names:
+        run_dir = _run.RunDirectory(args.run_root / dataset)
+        resume = run_dir.has_checkpoint()
         if resume:
-            config = dbn_train.config_from_run(_run.RunDirectory(run_dir).read_config())
+            config = dbn_train.config_from_run(run_dir.read_config())
         else:
             config = DBNConfig(dataset=dataset, pretrain_epochs=args.pretrain_epochs,
                                finetune_epochs=args.finetune_epochs)
-        result = dbn_train.train_and_evaluate(config, args.run_root / "data", run_dir,
+        result = dbn_train.train_and_evaluate(config, args.run_root / "data", run_dir.path,
                                               raw_dir=raw_dirs[dataset], resume=resume,
                                               export_model=not resume)
         num_train = datasets.prepared_images(args.run_root / "data", dataset).info.splits["train"].num_examples
@@ -111,7 +119,7 @@ def main(argv=None):
     # measured again at the end: the CPU is shared, so the better of the two is the ceiling
     machine_gflops = max(machine_gflops, matmul_gflops(2048, 2048, 2048))
     for row in summaries:
-        for entry in row["layers"]:
+        for entry in row["layers"] + [row[name] for name in CLASSIFIERS]:
             entry["fraction_of_matmul"] = round(entry["gflops"] / machine_gflops, 3)
     print(json.dumps({"machine_matmul_gflops_2048": round(machine_gflops, 2), "runs": summaries}, indent=2))
     print(markdown(summaries, config, machine_gflops))
