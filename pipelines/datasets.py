@@ -82,19 +82,28 @@ def prepared_images(data_dir, dataset, raw_dir=None):
     return builder
 
 
-def image_dataset(builder, split, batch_size, shuffle_seed=None):
-    """Batches of (images float32 [b, 28, 28, 1] in [0, 1], labels int64 [b]).
+def cached_images(builder, split):
+    """(uint8 image, label) examples of a split, decoded once and held in memory (47 MB for 60,000).
 
-    Decoded uint8 images are cached in memory (47 MB for 60,000), shuffled with
-    ``shuffle_seed`` when it is given (the train split), in file order otherwise.
+    Several `image_dataset`s of one split can share them, so the split is decoded only once.
     """
-    dataset = builder.as_dataset(split=split, as_supervised=True).cache()
+    examples = builder.as_dataset(split=split, as_supervised=True).cache()
     # Fill the cache now with one complete pass: while a cache is only partly written, an
     # iterator that stopped early (a `take`, a `next(iter(...))` for a picture) can leave a
     # concurrent full pass reading the truncated cache, and an evaluation silently covering
     # a few hundred images.
-    for _ in dataset.batch(8192):
+    for _ in examples.batch(8192):
         pass
+    return examples
+
+
+def image_dataset(builder, split, batch_size, shuffle_seed=None, examples=None):
+    """Batches of (images float32 [b, 28, 28, 1] in [0, 1], labels int64 [b]).
+
+    Read from `examples` (`cached_images` of the same split) when given, else from a new cache;
+    shuffled with ``shuffle_seed`` when it is given (the train split), in file order otherwise.
+    """
+    dataset = cached_images(builder, split) if examples is None else examples
     if shuffle_seed is not None:
         # a full-size buffer: the split fits in memory and a partial shuffle of file order
         # would keep neighbouring examples together

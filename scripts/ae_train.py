@@ -308,7 +308,9 @@ def train_and_evaluate(config, dataset, data_dir, run_dir, raw_dir=None, resume=
                           **dataclasses.asdict(config)})
 
     keras.utils.set_random_seed(config.seed)
-    train_data = datasets.image_dataset(builder, "train", config.batch_size, shuffle_seed=config.seed)
+    train_examples = datasets.cached_images(builder, "train")
+    train_data = datasets.image_dataset(builder, "train", config.batch_size, shuffle_seed=config.seed,
+                                        examples=train_examples)
     test_data = datasets.image_dataset(builder, "test", EVAL_BATCH_SIZE)
     model = compiled_model(config)
     epoch_counter = tf.Variable(0, dtype=tf.int64, name="epoch")
@@ -320,7 +322,8 @@ def train_and_evaluate(config, dataset, data_dir, run_dir, raw_dir=None, resume=
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         log(f"resumed from {manager.latest_checkpoint} after epoch {int(epoch_counter.numpy())}")
 
-    baseline = mean_image_baseline(datasets.image_dataset(builder, "train", EVAL_BATCH_SIZE), test_data)
+    baseline = mean_image_baseline(
+        datasets.image_dataset(builder, "train", EVAL_BATCH_SIZE, examples=train_examples), test_data)
     metrics_log = _run.MetricsLog(run.metrics_path, resume=resume)
     report = EpochReport(config, dataset, run, manager, epoch_counter, metrics_log, baseline,
                          picture_maker(config, dataset, test_data), log)
