@@ -93,6 +93,61 @@ IMAGE_RANGE_MESSAGE = re.escape("images must be float32 pixel intensities in [0,
 RATINGS_SHAPE = re.escape(f"not compatible with expected shape [?,{len(MOVIES)}]")
 
 
+def rbm_bad_calls():
+    unrated = np.full([1, len(MOVIES)], -1.0, np.float32)
+    bad_calls = {}
+    for signature, extra in (("serving_default", {}), ("recommend", {"k": np.array(2, np.int32)})):
+        for kind, ratings, message in (
+                ("rating-3", np.where(np.arange(len(MOVIES)) == 2, 3.0, unrated), RATING_VALUES),
+                ("rating-half", np.full_like(unrated, 0.5), RATING_VALUES),
+                ("int-ratings", unrated.astype(np.int32), NOT_FLOAT),
+                ("too-wide", np.full([1, len(MOVIES) + 1], -1.0), RATINGS_SHAPE),
+                ("too-narrow", np.full([2, len(MOVIES) - 1], -1.0), RATINGS_SHAPE),
+                ("rank-1", np.full([len(MOVIES)], -1.0), RATINGS_SHAPE)):
+            if ratings.dtype == np.float64:
+                ratings = ratings.astype(np.float32)
+            bad_calls[f"{signature}-{kind}"] = (signature, {"ratings": ratings, **extra}, message)
+    bad_calls["recommend-k-0"] = ("recommend", {"ratings": unrated, "k": np.array(0, np.int32)},
+                                  "k must be at least 1")
+    return bad_calls
+
+
+def image_bad_calls(signature):
+    return {
+        f"{signature}-above-1": (signature, {"images": np.full([1, 28, 28, 1], 1.5, np.float32)},
+                                 IMAGE_RANGE_MESSAGE),
+        f"{signature}-negative": (signature, {"images": np.full([1, 28, 28, 1], -0.1, np.float32)},
+                                  IMAGE_RANGE_MESSAGE),
+        f"{signature}-int-images": (signature, {"images": np.zeros([1, 28, 28, 1], np.int32)},
+                                    NOT_FLOAT),
+        f"{signature}-14x14": (signature, {"images": np.zeros([1, 14, 14, 1], np.float32)},
+                               IMAGE_SHAPE_MESSAGE),
+        f"{signature}-flat-784": (signature, {"images": np.zeros([1, 784], np.float32)},
+                                  IMAGE_SHAPE_MESSAGE),
+    }
+
+
+def autoencoder_bad_calls(export_name):
+    code_size = EXPECTED_SIGNATURES[export_name]["decode"]["inputs"]["code"][1][1]
+    bad_calls = {**image_bad_calls("serving_default"), **image_bad_calls("encode")}
+    bad_calls["decode-wrong-width"] = ("decode", {"code": np.zeros([1, code_size + 1], np.float32)},
+                                       re.escape(f"[?,{code_size}]"))
+    bad_calls["decode-nan"] = ("decode", {"code": np.full([1, code_size], np.nan, np.float32)},
+                               "code must hold finite numbers")
+    if "sample" in EXPECTED_SIGNATURES[export_name]:
+        bad_calls["sample-0"] = ("sample", {"num_samples": np.array(0, np.int32),
+                                            "seed": np.array(1, np.int32)},
+                                 "num_samples must be at least 1")
+    return bad_calls
+
+
+# every export's refused calls, {model: {label: (signature, inputs, regex the error must match)}};
+# plain numpy, so the tests are parametrized from it without TensorFlow work
+BAD_CALLS = {"rbm": rbm_bad_calls(), "dbn": image_bad_calls("serving_default"),
+             **{name: autoencoder_bad_calls(name) for name in
+                ("dense_autoencoder", "conv_autoencoder", "denoising_autoencoder", "vae")}}
+
+
 class ExportCase:
     """One model's export, its calls with the in-memory model's outputs, and refused calls."""
 
@@ -133,49 +188,19 @@ def rbm_case(root):
     k = np.array(3, np.int32)
     calls = {"serving_default": {"ratings": ratings}, "recommend": {"ratings": ratings, "k": k}}
     functions = {"serving_default": module.like_probability, "recommend": module.recommend}
-    unrated = np.full([1, len(MOVIES)], -1.0, np.float32)
-    bad_calls = {}
-    for signature, extra in (("serving_default", {}), ("recommend", {"k": np.array(2, np.int32)})):
-        for kind, ratings, message in (
-                ("rating-3", np.where(np.arange(len(MOVIES)) == 2, 3.0, unrated), RATING_VALUES),
-                ("rating-half", np.full_like(unrated, 0.5), RATING_VALUES),
-                ("int-ratings", unrated.astype(np.int32), NOT_FLOAT),
-                ("too-wide", np.full([1, len(MOVIES) + 1], -1.0), RATINGS_SHAPE),
-                ("too-narrow", np.full([2, len(MOVIES) - 1], -1.0), RATINGS_SHAPE),
-                ("rank-1", np.full([len(MOVIES)], -1.0), RATINGS_SHAPE)):
-            if ratings.dtype == np.float64:
-                ratings = ratings.astype(np.float32)
-            bad_calls[f"{signature}-{kind}"] = (signature, {"ratings": ratings, **extra}, message)
-    bad_calls["recommend-k-0"] = ("recommend", {"ratings": unrated, "k": np.array(0, np.int32)},
-                                  "k must be at least 1")
-    return finish_case("rbm", run.path, functions, calls, bad_calls)
+    return finish_case("rbm", run.path, functions, calls)
 
 
-def finish_case(name, run_dir, functions, calls, bad_calls):
+def finish_case(name, run_dir, functions, calls):
     """Export `run_dir` through tfm-export and pair each call with the in-memory outputs."""
     export_dir = export.export_run(run_dir)
     assert export_dir == run_dir / "export" / name / "1"
     expected = {signature: (inputs, numpy_outputs(functions[signature], inputs))
                 for signature, inputs in calls.items()}
-    return ExportCase(name, export_dir, expected, bad_calls)
+    return ExportCase(name, export_dir, expected, BAD_CALLS[name])
 
 
 TEST_IMAGES = tf.random.stateless_uniform([3, 28, 28, 1], seed=[5, 6]).numpy()
-
-
-def image_bad_calls(signature, shape_message, range_message):
-    return {
-        f"{signature}-above-1": (signature, {"images": np.full([1, 28, 28, 1], 1.5, np.float32)},
-                                 range_message),
-        f"{signature}-negative": (signature, {"images": np.full([1, 28, 28, 1], -0.1, np.float32)},
-                                  range_message),
-        f"{signature}-int-images": (signature, {"images": np.zeros([1, 28, 28, 1], np.int32)},
-                                    NOT_FLOAT),
-        f"{signature}-14x14": (signature, {"images": np.zeros([1, 14, 14, 1], np.float32)},
-                               shape_message),
-        f"{signature}-flat-784": (signature, {"images": np.zeros([1, 784], np.float32)},
-                                  shape_message),
-    }
 
 
 def autoencoder_case(root, model, export_name, **settings):
@@ -201,17 +226,7 @@ def autoencoder_case(root, model, export_name, **settings):
     if model == "vae":
         calls["sample"] = {"num_samples": np.array(4, np.int32), "seed": np.array(3, np.int32)}
         functions["sample"] = module.sample
-    bad_calls = {**image_bad_calls("serving_default", IMAGE_SHAPE_MESSAGE, IMAGE_RANGE_MESSAGE),
-                 **image_bad_calls("encode", IMAGE_SHAPE_MESSAGE, IMAGE_RANGE_MESSAGE)}
-    bad_calls["decode-wrong-width"] = ("decode", {"code": np.zeros([1, code_size + 1], np.float32)},
-                                       re.escape(f"[?,{code_size}]"))
-    bad_calls["decode-nan"] = ("decode", {"code": np.full([1, code_size], np.nan, np.float32)},
-                               "code must hold finite numbers")
-    if model == "vae":
-        bad_calls["sample-0"] = ("sample", {"num_samples": np.array(0, np.int32),
-                                            "seed": np.array(1, np.int32)},
-                                 "num_samples must be at least 1")
-    return finish_case(export_name, run.path, functions, calls, bad_calls)
+    return finish_case(export_name, run.path, functions, calls)
 
 
 def dbn_case(root):
@@ -227,8 +242,7 @@ def dbn_case(root):
     run.checkpoint_manager(dbn_run.checkpoint()).save(checkpoint_number=1)
     module = ClassifierServing(classifier)
     calls = {"serving_default": {"images": TEST_IMAGES}}
-    bad_calls = image_bad_calls("serving_default", IMAGE_SHAPE_MESSAGE, IMAGE_RANGE_MESSAGE)
-    return finish_case("dbn", run.path, {"serving_default": module.classify}, calls, bad_calls)
+    return finish_case("dbn", run.path, {"serving_default": module.classify}, calls)
 
 
 @pytest.fixture(scope="module")
@@ -436,25 +450,9 @@ def test_export_matches_the_in_memory_model_in_a_fresh_process(cases, fresh_proc
         np.testing.assert_array_equal(served[name], value, err_msg=f"{model} {signature} {name}")
 
 
-def refused_calls():
-    """Every bad call of every model, built without TensorFlow work (labels only)."""
-    labels = {
-        "rbm": ([f"{s}-{k}" for s in ("serving_default", "recommend")
-                 for k in ("rating-3", "rating-half", "int-ratings", "too-wide", "too-narrow", "rank-1")]
-                + ["recommend-k-0"]),
-        "dbn": [f"serving_default-{k}" for k in IMAGE_BAD_KINDS],
-    }
-    for name in ("dense_autoencoder", "conv_autoencoder", "denoising_autoencoder", "vae"):
-        labels[name] = ([f"{s}-{k}" for s in ("serving_default", "encode") for k in IMAGE_BAD_KINDS]
-                        + ["decode-wrong-width", "decode-nan"] + (["sample-0"] if name == "vae" else []))
-    return [pytest.param(model, label, id=f"{model}-{label}")
-            for model, model_labels in labels.items() for label in model_labels]
-
-
-IMAGE_BAD_KINDS = ("above-1", "negative", "int-images", "14x14", "flat-784")
-
-
-@pytest.mark.parametrize("model,label", refused_calls())
+@pytest.mark.parametrize("model,label", [
+    pytest.param(model, label, id=f"{model}-{label}") for model, bad_calls in BAD_CALLS.items()
+    for label in bad_calls])
 def test_bad_input_is_refused_with_a_clear_message(cases, fresh_process, model, label):
     _, _, message_pattern = cases[model].bad_calls[label]
     result = fresh_process[(model, label)]
