@@ -14,6 +14,7 @@ an interrupted run never leaves a half-written file behind. `run_cli` turns the 
 can fix into one line on stderr and exit code 2.
 """
 
+import argparse
 import errno
 import json
 import os
@@ -48,6 +49,19 @@ def run_cli(main, argv=None):
         print("interrupted: the last checkpoint is kept; rerun with --resume to continue",
               file=sys.stderr)
         sys.exit(130)
+
+
+def comma_separated_sizes(what, example):
+    """An argparse type: "500,500,2000" -> (500, 500, 2000); errors name `what` and an `example`."""
+
+    def parse(text):
+        try:
+            return tuple(int(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {what} such as {example}, got {text!r}") from None
+
+    return parse
 
 
 def add_run_arguments(parser):
@@ -156,6 +170,14 @@ class RunDirectory:
 
     def summary_writer(self, name):
         return tf.summary.create_file_writer(str(self.tensorboard_dir / name))
+
+
+def write_scalars(writer, step, scalars):
+    """TensorBoard scalars {name: value} at `step`, flushed so a running TensorBoard sees them."""
+    with writer.as_default(step=step):
+        for name, value in scalars.items():
+            tf.summary.scalar(name, value)
+    writer.flush()
 
 
 class MetricsLog:

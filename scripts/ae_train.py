@@ -186,12 +186,9 @@ class EpochReport(keras.callbacks.Callback):
             record["pixels"] = pixels_note(self.config)
         self.metrics_log.log_epoch(record)
         for side, writer in self.writers.items():
-            with writer.as_default(step=epoch_number):
-                for key, value in record.items():
-                    if key.startswith(f"{side}_"):
-                        tf.summary.scalar(key[len(side) + 1:], value)
-                tf.summary.scalar("mean_image_mse", self.baseline)
-            writer.flush()
+            scalars = {key[len(side) + 1:]: value for key, value in record.items()
+                       if key.startswith(f"{side}_")}
+            _run.write_scalars(writer, epoch_number, {**scalars, "mean_image_mse": self.baseline})
         self.epoch_counter.assign(epoch_number)
         self.manager.save(checkpoint_number=epoch_number)
         for name, figure in self.pictures_of(self.model, epoch_number).items():
@@ -355,14 +352,6 @@ def train_and_evaluate(config, dataset, data_dir, run_dir, raw_dir=None, resume=
     return {"final": final, "epochs": metrics_log.epochs}
 
 
-def parse_units(text):
-    try:
-        units = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated widths like 128,64,12, got {text!r}")
-    return units
-
-
 def build_parser():
     defaults = AutoencoderConfig()
     parser = argparse.ArgumentParser(
@@ -388,7 +377,7 @@ def build_parser():
     group.add_argument("--input-range", choices=INPUT_RANGES, default=defaults.input_range,
                        help="symmetric: the network sees [-1, 1] and ends in tanh (the chapter's); "
                             "unit: [0, 1] and a sigmoid (default: %(default)s)")
-    group.add_argument("--hidden-units", type=parse_units, default=defaults.hidden_units,
+    group.add_argument("--hidden-units", type=_run.comma_separated_sizes("widths", "128,64,12"), default=defaults.hidden_units,
                        help="dense encoder widths, mirrored by the decoder (default: 128,64,12)")
     group.add_argument("--code-size", type=int, default=defaults.code_size,
                        help="dense bottleneck width; 2 or 3 also draws the codes (default: %(default)s)")

@@ -94,15 +94,6 @@ class DBNConfig:
                         mean_field_visible=True)
 
 
-def parse_hidden_sizes(text):
-    try:
-        sizes = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated hidden layer sizes such as 500,500,2000, got {text!r}") from None
-    return sizes
-
-
 def build_parser():
     defaults = DBNConfig()
     parser = argparse.ArgumentParser(
@@ -114,7 +105,7 @@ def build_parser():
                              "...); needed the first time, to write the records into --data-dir")
     parser.add_argument("--data-dir", required=True, type=pathlib.Path,
                         help="where the prepared TFRecords are (or will be) kept")
-    parser.add_argument("--layers", type=parse_hidden_sizes, default=defaults.hidden,
+    parser.add_argument("--layers", type=_run.comma_separated_sizes("hidden layer sizes", "500,500,2000"), default=defaults.hidden,
                         help="hidden layer sizes, bottom up; the 784 pixels come first by "
                              "themselves (default: 500,500,2000 as in Hinton et al. 2006)")
     parser.add_argument("--pretrain-epochs", type=int, default=defaults.pretrain_epochs,
@@ -238,10 +229,8 @@ def pretrain(run, config, train_data, monitor_images, save, log):
                       "train_reconstruction_error": train_error,
                       **monitor_layer(run.dbn, layer, monitor_images, config.seed)}
             save(record)
-            with writer.as_default(step=epoch):
-                for key in ("train_reconstruction_error", "test_reconstruction_error",
-                            "test_pseudo_log_likelihood"):
-                    tf.summary.scalar(key, record[key])
+            _run.write_scalars(writer, epoch, {key: record[key] for key in (
+                "train_reconstruction_error", "test_reconstruction_error", "test_pseudo_log_likelihood")})
             log(f"layer {layer + 1}/{run.dbn.num_layers} epoch {epoch}/{config.pretrain_epochs}  "
                 f"{seconds:.1f}s  reconstruction error {train_error:.4f} (test "
                 f"{record['test_reconstruction_error']:.4f})  pseudo-log-likelihood "
@@ -269,9 +258,8 @@ def fine_tune(run, name, config, train_data, test_data, save, log):
                   "test_loss": float(test_loss)}
         run.epochs_done[name].assign(epoch)
         save(record)
-        with writer.as_default(step=epoch):
-            for key in ("train_accuracy", "test_accuracy", "test_loss"):
-                tf.summary.scalar(key, record[key])
+        _run.write_scalars(writer, epoch, {key: record[key] for key in (
+            "train_accuracy", "test_accuracy", "test_loss")})
         log(f"{name} epoch {epoch}/{config.finetune_epochs}  {seconds:.1f}s  train accuracy "
             f"{record['train_accuracy']:.4f}  test error {record['test_error']:.4%}")
 

@@ -248,9 +248,8 @@ def train_and_evaluate(split, data_dir, run_dir, config=RecommenderConfig(), res
         record["majority_baseline"] = test_metrics["majority_baseline"]
         metrics_log.log_epoch(record)
         for side, values in (("train", train_metrics), ("test", test_metrics)):
-            with writers[side].as_default(step=epoch):
-                for key in ("accuracy", "auc", "reconstruction_error", "majority_baseline"):
-                    tf.summary.scalar(key, values[key])
+            _run.write_scalars(writers[side], epoch, {
+                key: values[key] for key in ("accuracy", "auc", "reconstruction_error", "majority_baseline")})
         epoch_counter.assign(epoch)
         manager.save(checkpoint_number=epoch)
         _run.plot_metrics(
