@@ -147,6 +147,14 @@ class RunDirectory:
     def has_checkpoint(self):
         return tf.train.latest_checkpoint(str(self.checkpoint_dir)) is not None
 
+    def checkpoint_to_export(self):
+        """Path of the latest checkpoint, or a UserError when the run has saved none yet."""
+        latest = tf.train.latest_checkpoint(str(self.checkpoint_dir))
+        if latest is None:
+            raise UserError(f"{self.checkpoint_dir} holds no checkpoint to export; train first "
+                            "(or resume the run until it saves one)")
+        return latest
+
     def check_fresh_or_resume(self, resume):
         """Refuse to train over an earlier run's checkpoints unless asked to resume; create the run."""
         if resume and not self.has_checkpoint():

@@ -285,11 +285,8 @@ def export_run(run_dir, export_base=None):
     """Rebuild the model of a run from run_config.json, restore its last checkpoint, export it."""
     run = _run.RunDirectory(run_dir)
     config = config_from_run(run.read_config())
-    latest = tf.train.latest_checkpoint(str(run.checkpoint_dir))
-    if latest is None:
-        raise _run.UserError(f"{run.checkpoint_dir} holds no checkpoint to export")
     model = build_model(config)
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial().assert_existing_objects_matched()
+    tf.train.Checkpoint(model=model).restore(run.checkpoint_to_export()).expect_partial().assert_existing_objects_matched()
     return export(model, config, export_base or run.export_base())
 
 

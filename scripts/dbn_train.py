@@ -379,11 +379,8 @@ def export_run(run_dir, export_base=None):
     classifier = build_classifier(config.layer_sizes, NUM_CLASSES, "sigmoid",
                                   dropout=config.finetune_dropout, seed=config.seed)
     epochs_done = tf.Variable(0, dtype=tf.int64)
-    latest = tf.train.latest_checkpoint(str(run_directory.checkpoint_dir))
-    if latest is None:
-        raise _run.UserError(f"{run_directory.checkpoint_dir} holds no checkpoint to export")
     tf.train.Checkpoint(classifiers={"dbn": classifier}, epochs_done={"dbn": epochs_done}) \
-        .restore(latest).expect_partial()
+        .restore(run_directory.checkpoint_to_export()).expect_partial()
     if int(epochs_done.numpy()) == 0:
         raise _run.UserError(f"the run in {run_dir} has not fine-tuned its classifier yet; "
                              "resume it with dbn-train --resume before exporting")

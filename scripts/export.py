@@ -58,9 +58,7 @@ def training_script(run_dir):
                              f"{script!r} (no module {module_name})") from None
     if not callable(getattr(module, "export_run", None)):
         raise _run.UserError(f"training script {script!r} cannot export (no export_run)")
-    if not run.has_checkpoint():
-        raise _run.UserError(f"{run.checkpoint_dir} holds no checkpoint to export; train first "
-                             f"(or resume the run until it saves one)")
+    run.checkpoint_to_export()  # before the script builds a model for nothing
     return module
 
 

@@ -169,14 +169,11 @@ def export(rbm, movie_table_path, export_base):
 def restore_rbm(run):
     """The RBM of a run's latest checkpoint, rebuilt from its run_config.json."""
     stored = run.read_config()
-    if not run.has_checkpoint():
-        raise _run.UserError(f"{run.checkpoint_dir} holds no checkpoint to export")
     rbm = RBM(stored["num_movies"], stored["hidden"], stored["visible"])
     # the trainer's checkpoint holds the RBM under trainer/rbm; the optimizer state is not needed
     trainer = tf.Module()
     trainer.rbm = rbm
-    tf.train.Checkpoint(trainer=trainer).restore(
-        tf.train.latest_checkpoint(str(run.checkpoint_dir))).expect_partial()
+    tf.train.Checkpoint(trainer=trainer).restore(run.checkpoint_to_export()).expect_partial()
     return rbm
 
 
