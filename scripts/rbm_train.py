@@ -151,15 +151,25 @@ def write_movie_table(path, movie_ids, titles):
     _run.write_text_atomic(path, "index\tmovie_id\ttitle\n" + "\n".join(rows) + "\n")
 
 
-def read_movie_ids(path):
-    """Release movie ids in model index order, from a table written by `write_movie_table`."""
-    lines = pathlib.Path(path).read_text(encoding="utf-8").splitlines()[1:]
-    return [int(line.split("\t")[1]) for line in lines if line]
+def read_movie_table(path):
+    """(movie ids, titles) in model index order, from a table written by `write_movie_table`."""
+    movie_ids, titles = [], []
+    lines = pathlib.Path(path).read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines[1:], start=2):
+        if not line:
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3 or not fields[0].isdigit() or int(fields[0]) != len(movie_ids):
+            raise _run.UserError(f"{path}:{number}: expected 'index<TAB>movie_id<TAB>title' "
+                                 f"with index {len(movie_ids)}")
+        movie_ids.append(int(fields[1]))
+        titles.append(fields[2])
+    return movie_ids, titles
 
 
 def export(rbm, movie_table_path, export_base):
     """Write the servable recommender, with its movie table as an asset, as the next version."""
-    module = RecommenderServing(rbm, read_movie_ids(movie_table_path),
+    module = RecommenderServing(rbm, read_movie_table(movie_table_path)[0],
                                 movie_table_path=str(movie_table_path))
     return _run.export_versioned(
         export_base, "rbm",

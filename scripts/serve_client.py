@@ -32,10 +32,11 @@ import urllib.request
 import numpy as np
 
 from scripts import _run
+from scripts import rbm_train
 
 DEFAULT_SERVER = "http://localhost:8501"
 RECOMMENDER_MODEL = "rbm"
-MOVIE_TABLE = "movies.tsv"
+MOVIE_TABLE = rbm_train.MOVIE_TABLE
 
 
 # a failed tf.debugging assert reads "assertion failed: [<message>] [Condition ...] ... [[node]]"
@@ -278,18 +279,7 @@ def read_movie_table(path):
     if not path.is_file():
         raise _run.UserError(f"{path} does not exist; --movies takes the recommender's export "
                              f"(RUN/export/rbm or a version in it) or its assets/{MOVIE_TABLE}")
-    movie_ids, titles = [], []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines[1:], start=2):
-        if not line:
-            continue
-        fields = line.split("\t")
-        if len(fields) != 3 or not fields[0].isdigit() or int(fields[0]) != len(movie_ids):
-            raise _run.UserError(f"{path}:{number}: expected 'index<TAB>movie_id<TAB>title' "
-                                 f"with index {len(movie_ids)}")
-        movie_ids.append(int(fields[1]))
-        titles.append(fields[2])
-    return movie_ids, titles
+    return rbm_train.read_movie_table(path)
 
 
 def parse_ratings(pairs):
