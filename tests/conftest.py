@@ -1,4 +1,4 @@
-"""Fixtures shared by the MovieLens test files: a small ML-100K directory written in the test."""
+"""Shared test helpers: a small ML-100K directory written in the test, running a script's main."""
 
 import numpy as np
 import pytest
@@ -36,6 +36,24 @@ def write_ml100k(directory, rows, test_fraction=0.2, seed=0):
         f"{m}|Movie {m} (199{m % 10})|01-Jan-1995||http://example.invalid|0\n" for m in movies
     ).encode("latin-1"))
     return directory
+
+
+def run_script(main, argv, capsys):
+    """(exit code, stdout, stderr) of a script's `main(argv)`, whether it returns or exits."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as stop:
+        code = stop.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def fails_with(capsys, main, argv, message):
+    """`main(argv)` exits with code 2 and one error line on stderr that contains `message`."""
+    code, _, err = run_script(main, argv, capsys)
+    assert code == 2
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1 and message in lines[0], lines
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import pytest
 from pipelines.images import write_idx
 from scripts import dbn_train
 from scripts.dbn_train import DBNConfig
+from tests.conftest import fails_with
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -131,11 +132,8 @@ def test_an_interrupted_run_resumes_without_redoing_finished_epochs(tmp_path):
     (["--resume"], "not a run directory"),
 ])
 def test_user_errors_are_one_line_and_exit_code_2(tmp_path, capsys, extra, message):
-    with pytest.raises(SystemExit) as exited:
-        dbn_train.main(["--data-dir", str(tmp_path / "data"), "--run-dir", str(tmp_path / "run"), *extra])
-    assert exited.value.code == 2
-    error_lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
-    assert len(error_lines) == 1 and message in error_lines[0], error_lines
+    fails_with(capsys, dbn_train.main,
+               ["--data-dir", tmp_path / "data", "--run-dir", tmp_path / "run", *extra], message)
 
 
 def test_resuming_a_run_without_a_checkpoint_is_refused(finished_run, tmp_path):

@@ -32,6 +32,7 @@ from scripts import ae_train
 from scripts import dbn_train
 from scripts import export
 from scripts import rbm_train
+from tests.conftest import run_script
 
 MOVIES = [(10, "Alpha (1990)"), (20, "Beta (1991)"), (35, "Gamma, The (1992)"),
           (41, "Delta (1993)"), (57, "Epsilon (1994)"), (68, "Zeta (1995)")]
@@ -503,18 +504,8 @@ def test_saved_model_cli_run_reports_the_models_own_error_for_bad_ratings(cli_re
 
 # -- the command line ------------------------------------------------------------------------------
 
-def run_main(argv, capsys):
-    """(exit code, stdout, stderr) of tfm-export."""
-    try:
-        code = export.main([str(a) for a in argv])
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def test_list_shows_each_signature_with_input_and_output_dtypes_and_shapes(cases, capsys):
-    code, out, err = run_main(["--list", cases["rbm"].export_dir.parent], capsys)
+    code, out, err = run_script(export.main, ["--list", cases["rbm"].export_dir.parent], capsys)
     assert code == 0, err
     lines = [line.split() for line in out.splitlines()]
     assert lines[0] == [str(cases["rbm"].export_dir)]
@@ -532,10 +523,10 @@ def test_list_shows_each_signature_with_input_and_output_dtypes_and_shapes(cases
 
 def test_reexport_from_the_checkpoint_writes_the_next_version(cases, tmp_path, capsys):
     run_dir = cases["rbm"].export_dir.parents[2]
-    code, out, err = run_main([run_dir, "--export-base", tmp_path / "served"], capsys)
+    code, out, err = run_script(export.main, [run_dir, "--export-base", tmp_path / "served"], capsys)
     assert code == 0, err
     assert out.splitlines()[0] == f"exported {tmp_path / 'served' / 'rbm' / '1'}"
-    code, out, _ = run_main([run_dir, "--export-base", tmp_path / "served"], capsys)
+    code, out, _ = run_script(export.main, [run_dir, "--export-base", tmp_path / "served"], capsys)
     assert out.splitlines()[0].endswith(str(pathlib.Path("served") / "rbm" / "2"))
     assert _run.read_signatures(tmp_path / "served" / "rbm" / "2") == EXPECTED_SIGNATURES["rbm"]
 
@@ -566,7 +557,7 @@ def test_user_errors_are_one_line_with_exit_code_2(cases, tmp_path, capsys):
         ("--list", run_dir, "--export-base", tmp_path): "--list reads PATH only",
     }
     for argv, message in expected.items():
-        code, out, err = run_main(argv, capsys)
+        code, out, err = run_script(export.main, argv, capsys)
         assert code == 2, (argv, out, err)
         assert len(err.strip().splitlines()) == 1 and message in err, (argv, err)
     assert not (tmp_path / "missing").exists()

@@ -14,6 +14,7 @@ from scripts import _run
 from scripts import rbm_prepare
 from scripts import rbm_recommend
 from scripts import rbm_train
+from tests.conftest import fails_with
 from tests.conftest import planted_ml100k_ratings
 from tests.conftest import write_ml100k
 
@@ -27,15 +28,6 @@ def prepare(raw_dir, data_dir, *extra):
 def train(data_dir, run_dir, epochs, *extra):
     return rbm_train.main(["--data-dir", str(data_dir), "--run-dir", str(run_dir),
                            "--epochs", str(epochs), *SMALL_MODEL, *extra])
-
-
-def fails_with(capsys, function, argv, message):
-    """`function(argv)` exits with code 2 and one line on stderr that contains `message`."""
-    with pytest.raises(SystemExit) as exit_info:
-        function(argv)
-    assert exit_info.value.code == 2
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and message in lines[0], lines
 
 
 def restored_rbm(run_dir):

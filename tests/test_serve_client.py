@@ -34,6 +34,7 @@ from scripts import _run
 from scripts import ae_train
 from scripts import rbm_train
 from scripts import serve_client
+from tests.conftest import run_script
 
 DEPLOY = pathlib.Path(__file__).resolve().parents[1] / "deploy"
 MOVIES = [(10, "Alpha (1990)"), (20, "Beta (1991)"), (35, "Gamma, The (1992)"),
@@ -177,16 +178,6 @@ def server(exports):
         yield running
 
 
-def run_client(argv, capsys):
-    """(exit code, stdout, stderr) of tfm-client."""
-    try:
-        code = serve_client.main([str(a) for a in argv])
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def free_port():
     """A loopback port nobody listens on (bound, then released)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -285,7 +276,7 @@ def test_movie_table_is_read_from_the_export(exports):
 
 def test_recommend_prints_titled_recommendations_matching_the_model(exports, server, capsys):
     before = len(server.requests)
-    code, out, err = run_client(["recommend", "--server", server.url, "--movies", exports["rbm"],
+    code, out, err = run_script(serve_client.main, ["recommend", "--server", server.url, "--movies", exports["rbm"],
                                  "--ratings", "10:5", "35:1", "68:4", "--top", "2"], capsys)
     assert code == 0, err
     # the status check comes first, then the metadata, then one predict request
@@ -310,7 +301,7 @@ def test_predict_sends_idx_images_and_reports_reconstruction_error(exports, serv
     pixels = (np.arange(3 * 28 * 28) % 256).astype(np.uint8).reshape([3, 28, 28])
     idx_path = tmp_path / "t10k-images-idx3-ubyte"
     images.write_idx(idx_path, pixels)
-    code, out, err = run_client(["predict", "--server", server.url, "--model", "vae", "--version", "1",
+    code, out, err = run_script(serve_client.main, ["predict", "--server", server.url, "--model", "vae", "--version", "1",
                                  "--images", idx_path, "--first", "2", "--output", tmp_path / "out.json"],
                                 capsys)
     assert code == 0, err
@@ -331,7 +322,7 @@ def test_predict_sends_idx_images_and_reports_reconstruction_error(exports, serv
 
 def test_predict_with_scalar_inputs_from_json(server, tmp_path, capsys):
     (tmp_path / "sample.json").write_text(json.dumps({"num_samples": 3, "seed": 7}))
-    code, out, err = run_client(["predict", "--server", server.url, "--model", "vae",
+    code, out, err = run_script(serve_client.main, ["predict", "--server", server.url, "--model", "vae",
                                  "--signature", "sample", "--inputs-json", tmp_path / "sample.json"],
                                 capsys)
     assert code == 0, err
@@ -349,7 +340,7 @@ def assert_one_line_error(code, err, *fragments):
 
 def test_an_error_answer_is_one_line_with_the_models_message(server, tmp_path, capsys):
     (tmp_path / "bad.json").write_text(json.dumps({"images": np.full([1, 28, 28, 1], 2.0).tolist()}))
-    code, _, err = run_client(["predict", "--server", server.url, "--model", "vae",
+    code, _, err = run_script(serve_client.main, ["predict", "--server", server.url, "--model", "vae",
                                "--inputs-json", tmp_path / "bad.json"], capsys)
     assert_one_line_error(code, err, "/v1/models/vae:predict answered 400")
     # the model's own words, not the graph's node names
@@ -366,20 +357,20 @@ def test_model_message_keeps_the_assertion_text_only():
 
 
 def test_unknown_model_and_missing_signature_are_one_line_errors(exports, server, capsys):
-    code, _, err = run_client(["predict", "--server", server.url, "--model", "nope",
+    code, _, err = run_script(serve_client.main, ["predict", "--server", server.url, "--model", "nope",
                                "--inputs-json", "x.json"], capsys)
     assert_one_line_error(code, err, "answered 404", "Servable not found for request: Latest(nope)")
-    code, _, err = run_client(["predict", "--server", server.url, "--model", "vae", "--signature",
+    code, _, err = run_script(serve_client.main, ["predict", "--server", server.url, "--model", "vae", "--signature",
                                "classify", "--inputs-json", "x.json"], capsys)
     assert_one_line_error(code, err, "has no signature 'classify'", "sample", "serving_default")
-    code, _, err = run_client(["recommend", "--server", server.url, "--movies", exports["rbm"],
+    code, _, err = run_script(serve_client.main, ["recommend", "--server", server.url, "--movies", exports["rbm"],
                                "--ratings", "10:5", "--version", "7"], capsys)
     assert_one_line_error(code, err, "answered 404", "Specific(rbm, 7)")
 
 
 def test_a_model_that_is_not_available_is_reported_before_any_prediction(exports, capsys):
     with model_server(exports, state="LOADING") as loading:
-        code, _, err = run_client(["recommend", "--server", loading.url, "--movies", exports["rbm"],
+        code, _, err = run_script(serve_client.main, ["recommend", "--server", loading.url, "--movies", exports["rbm"],
                                    "--ratings", "10:5"], capsys)
         assert [method for method, _, _ in loading.requests] == ["GET"]
     assert_one_line_error(code, err, "model 'rbm' is not available", "version 1: LOADING")
@@ -387,7 +378,7 @@ def test_a_model_that_is_not_available_is_reported_before_any_prediction(exports
 
 def test_a_refused_connection_is_one_line(exports, capsys):
     url = f"http://127.0.0.1:{free_port()}"
-    code, _, err = run_client(["recommend", "--server", url, "--movies", exports["rbm"],
+    code, _, err = run_script(serve_client.main, ["recommend", "--server", url, "--movies", exports["rbm"],
                                "--ratings", "10:5", "--timeout", "5"], capsys)
     assert_one_line_error(code, err, f"cannot connect to {url}: connection refused")
 
@@ -395,7 +386,7 @@ def test_a_refused_connection_is_one_line(exports, capsys):
 def test_movie_table_of_another_export_is_refused(exports, server, tmp_path, capsys):
     table = tmp_path / "movies.tsv"
     rbm_train.write_movie_table(table, [1, 2, 3], ["a", "b", "c"])
-    code, _, err = run_client(["recommend", "--server", server.url, "--movies", table,
+    code, _, err = run_script(serve_client.main, ["recommend", "--server", server.url, "--movies", table,
                                "--ratings", "1:5"], capsys)
     assert_one_line_error(code, err, "takes 6 movies but the movie table has 3")
 
@@ -476,10 +467,10 @@ def grpc_model_server(exports):
 def test_grpc_recommend_matches_rest(exports, server, capsys):
     pytest.importorskip("tensorflow_serving.apis.prediction_service_pb2_grpc")
     arguments = ["recommend", "--movies", exports["rbm"], "--ratings", "10:5", "35:1", "--top", "3"]
-    code, rest_out, err = run_client([*arguments, "--server", server.url], capsys)
+    code, rest_out, err = run_script(serve_client.main, [*arguments, "--server", server.url], capsys)
     assert code == 0, err
     with grpc_model_server(exports) as (target, requests):
-        code, grpc_out, err = run_client([*arguments, "--grpc", target, "--version", "1"], capsys)
+        code, grpc_out, err = run_script(serve_client.main, [*arguments, "--grpc", target, "--version", "1"], capsys)
     assert code == 0, err
     assert grpc_out == rest_out
     assert [name for name, _ in requests] == ["GetModelStatus", "GetModelMetadata", "Predict"]
@@ -501,7 +492,7 @@ def test_grpc_support_is_imported_only_when_asked_for(tmp_path):
 def test_grpc_without_tensorflow_serving_api_is_a_one_line_error(exports, monkeypatch, capsys):
     # None in sys.modules makes the import fail as if the package were not installed
     monkeypatch.setitem(sys.modules, "tensorflow_serving.apis", None)
-    code, _, err = run_client(["recommend", "--grpc", "127.0.0.1:8500", "--movies", exports["rbm"],
+    code, _, err = run_script(serve_client.main, ["recommend", "--grpc", "127.0.0.1:8500", "--movies", exports["rbm"],
                                "--ratings", "10:5"], capsys)
     assert_one_line_error(code, err, "--grpc needs the tensorflow-serving-api package")
 
@@ -510,7 +501,7 @@ def test_grpc_refused_connection_is_one_line(exports, capsys):
     pytest.importorskip("grpc")
     pytest.importorskip("tensorflow_serving.apis.prediction_service_pb2_grpc")
     target = f"127.0.0.1:{free_port()}"
-    code, _, err = run_client(["recommend", "--grpc", target, "--movies", exports["rbm"],
+    code, _, err = run_script(serve_client.main, ["recommend", "--grpc", target, "--movies", exports["rbm"],
                                "--ratings", "10:5", "--timeout", "3"], capsys)
     assert_one_line_error(code, err, f"cannot connect to {target}")
 
