@@ -1,1 +1,50 @@
-"""Raw data files -> TFDS builders -> tf.data pipelines. Knows no model."""
+"""Data pipelines (raw files -> TFDS builders -> tf.data) and the run machinery every model
+family shares (run directories, the outer training loop, signature checks, errors).
+
+Imports no model package: `rbm_tf` and `autoencoders_tf` import it, never the other way.
+Names load on first use, so `import pipelines.errors` (what a command-line tool needs before
+it has read its arguments) does not load TensorFlow.
+
+    from pipelines import prepare_movielens, prepare_images
+"""
+
+import importlib
+
+_EXPORTS = {
+    # MovieLens
+    "prepare_movielens": "pipelines.movielens_data",
+    "load_movielens": "pipelines.movielens_data",
+    "MovieLensData": "pipelines.movielens_data",
+    "MovieLensPart": "pipelines.movielens_data",
+    "RELEASES": "pipelines.movielens",
+    # MNIST and Fashion-MNIST
+    "prepare_images": "pipelines.image_data",
+    "ImageData": "pipelines.image_data",
+    "IMAGE_SHAPE": "pipelines.images",
+    "IMAGE_DATASETS": "pipelines.images",
+    # runs
+    "Run": "pipelines.loop",
+    "RunMonitor": "pipelines.loop",
+    "fit_loop": "pipelines.loop",
+    "RunDirectory": "pipelines.runs",
+    "find_exports": "pipelines.runs",
+    "read_signatures": "pipelines.signatures",
+    # errors
+    "UserError": "pipelines.errors",
+    "MovieLensError": "pipelines.errors",
+    "IdxError": "pipelines.errors",
+    "RunError": "pipelines.errors",
+    "DivergedError": "pipelines.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pipelines' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__():
+    return __all__

@@ -19,10 +19,13 @@ import zlib
 import numpy as np
 
 from pipelines import downloads
+from pipelines.errors import IdxError
 
 IMAGE_DATASETS = ("mnist", "fashion_mnist")
 SPLITS = ("train", "test")
 IMAGE_SIZE = 28
+# one image as every model here takes it: height, width, one channel
+IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 NUM_CLASSES = 10
 
 # type code -> numpy dtype of the data, as the format's specification lists them
@@ -66,10 +69,6 @@ MIRRORS = {
         "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
     ),
 }
-
-
-class IdxError(Exception):
-    """A missing, truncated or malformed IDX file, or an unknown data set name (one line)."""
 
 
 def check_dataset(dataset):
@@ -126,7 +125,7 @@ def find_idx_file(raw_dir, stem):
         if (raw_dir / name).is_file():
             return raw_dir / name
     raise IdxError(f"{raw_dir}: no {stem}.gz (or uncompressed {stem}); pass the directory "
-                   "holding the four IDX files, or add --download")
+                   "holding the four IDX files, or download them")
 
 
 def check_raw_dir(raw_dir):

@@ -25,14 +25,11 @@ import numpy as np
 import pandas as pd
 
 from pipelines import downloads
+from pipelines.errors import MovieLensError
 
 RATING_COLUMNS = ("user", "movie", "rating", "timestamp")
 CANONICAL_SPLITS = ("u1", "u2", "u3", "u4", "u5", "ua", "ub")
 DOWNLOAD_ROOT = "https://files.grouplens.org/datasets/movielens/"
-
-
-class MovieLensError(Exception):
-    """A MovieLens directory or file that cannot be used, said in one line the user can act on."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,14 +93,14 @@ def find_release_dir(raw_dir, release):
     raw_dir = pathlib.Path(raw_dir)
     if not raw_dir.is_dir():
         raise MovieLensError(f"{raw_dir} is not a directory; pass the unpacked {release.name} "
-                             f"directory as --raw-dir (or add --download)")
+                             f"directory as raw_dir (or download it)")
     candidates = [raw_dir, raw_dir / release.directory]
     for candidate in candidates:
         if (candidate / release.ratings_file).is_file():
             return candidate
     if not any(raw_dir.iterdir()):
         raise MovieLensError(f"{raw_dir} is empty; it should hold the {release.name} files "
-                             f"(or add --download to fetch them)")
+                             f"(or download them)")
     raise MovieLensError(f"no {release.ratings_file} in {raw_dir} or {raw_dir / release.directory}: "
                          f"is this the {release.name} directory?")
 
@@ -208,6 +205,21 @@ def load_ratings(raw_dir, release):
     return read_ratings_file(release_dir / release.ratings_file, release)
 
 
+def raw_fingerprint(raw_dir, release, split):
+    """{file name: {"size", "sha256"}} of the raw files a split is made from.
+
+    Stored with the prepared records, so that records written from other raw files are never
+    silently reused for these.
+    """
+    release_dir = find_release_dir(raw_dir, release)
+    names = [release.ratings_file, release.titles_file]
+    if split in CANONICAL_SPLITS:
+        names += [f"{split}.base", f"{split}.test"]
+    return {name: {"size": (release_dir / name).stat().st_size,
+                   "sha256": downloads.file_digest(release_dir / name, "sha256")}
+            for name in names if (release_dir / name).is_file()}
+
+
 def load_titles(raw_dir, release):
     """{movie id: title} from u.item, movies.dat or movies.csv; {} when the file is absent."""
     release_dir = find_release_dir(raw_dir, release)
@@ -260,7 +272,7 @@ def holdout_split(ratings, test_per_user, order="random", seed=0):
     Other users keep all their ratings in train. Returns (train, test) tables.
     """
     if test_per_user < 1:
-        raise MovieLensError(f"--test-per-user must be at least 1, got {test_per_user}")
+        raise MovieLensError(f"test_per_user must be at least 1, got {test_per_user}")
     if order == "random":
         key = np.random.default_rng(seed).random(len(ratings))
     elif order == "time":
@@ -268,7 +280,7 @@ def holdout_split(ratings, test_per_user, order="random", seed=0):
         key = np.lexsort((-ratings["movie"].to_numpy(), -ratings["timestamp"].to_numpy()))
         key = np.argsort(key, kind="stable").astype(float)
     else:
-        raise MovieLensError(f"--order must be random or time, got {order!r}")
+        raise MovieLensError(f"order must be random or time, got {order!r}")
     frame = ratings.assign(_key=key)
     frame = frame.sort_values(["user", "_key"], kind="stable")
     rank = frame.groupby("user").cumcount().to_numpy()
@@ -302,7 +314,7 @@ def unpack_release(zip_path, raw_dir, release, sha256=None, md5=None):
                              "the download is damaged, delete it and try again")
     target = raw_dir / release.directory
     if target.exists():
-        raise MovieLensError(f"{target} already exists; remove it or drop --download")
+        raise MovieLensError(f"{target} already exists; remove it or do not download again")
     raw_dir.mkdir(parents=True, exist_ok=True)
     scratch = pathlib.Path(tempfile.mkdtemp(prefix=".unpack-", dir=raw_dir))
     try:

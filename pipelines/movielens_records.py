@@ -1,4 +1,4 @@
-"""TensorFlow Datasets builders that turn raw files into sharded TFRecords.
+"""The TensorFlow Datasets builder of MovieLens: sharded TFRecords of per-user examples.
 
 `MovieLensRatings` writes one sparse example per user: the indices of the movies the user
 rated, their like (1) / dislike (0) labels and the raw ratings. Its ``test`` split carries
@@ -15,10 +15,10 @@ The raw files are read from a manual directory (the user's MovieLens directory):
 import dataclasses
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from pipelines import movielens
+from pipelines.errors import MovieLensError
 
 SPLIT_ORDERS = ("random", "time")
 
@@ -35,13 +35,15 @@ class MovieLensConfig(tfds.core.BuilderConfig):
     like_threshold: float = 3.0
 
 
-def movielens_config(release, split, test_per_user=10, order="random", seed=0,
+def movielens_config(release, split=None, test_per_user=10, order="random", seed=0,
                      like_threshold=3.0):
     """The builder config for a release and split; its name says everything that shapes the data.
 
     split: "u1".."u5", "ua", "ub" (ML-100K's own files) or "holdout" (``test_per_user`` ratings
-    of every user with more than twice that many, chosen by ``order`` with ``seed``).
+    of every user with more than twice that many, chosen by ``order`` with ``seed``). Without a
+    split: u1 for ml-100k, holdout for the other releases.
     """
+    split = split or ("u1" if release == "ml-100k" else "holdout")
     config = _make_movielens_config(release, split, test_per_user, order, seed, like_threshold)
     # TFDS accepts a predefined config only as the very object the builder class holds
     for predefined in MovieLensRatings.BUILDER_CONFIGS:
@@ -54,17 +56,19 @@ def _make_movielens_config(release, split, test_per_user, order, seed, like_thre
     movielens.get_release(release)
     if split == "holdout":
         if order not in SPLIT_ORDERS:
-            raise movielens.MovieLensError(f"--order must be one of {', '.join(SPLIT_ORDERS)}, got {order!r}")
+            raise MovieLensError(f"order must be one of {', '.join(SPLIT_ORDERS)}, got {order!r}")
+        if test_per_user < 1:
+            raise MovieLensError(f"test_per_user must be at least 1, got {test_per_user}")
         name = f"{release}-holdout{test_per_user}-{order}"
         if order == "random":
             name += f"-seed{seed}"
     elif split in movielens.CANONICAL_SPLITS:
         if release != "ml-100k":
-            raise movielens.MovieLensError(
-                f"split {split!r} exists only for ml-100k; use --split holdout for {release}")
+            raise MovieLensError(
+                f"split {split!r} exists only for ml-100k; use the holdout split for {release}")
         name = f"{release}-{split}"
     else:
-        raise movielens.MovieLensError(
+        raise MovieLensError(
             f"unknown split {split!r}; choose one of {', '.join(movielens.CANONICAL_SPLITS)} or holdout")
     if like_threshold != 3.0:
         name += f"-like{like_threshold:g}"
@@ -74,9 +78,15 @@ def _make_movielens_config(release, split, test_per_user, order, seed, like_thre
         description=f"MovieLens {release}, split {split}, like = rating >= {like_threshold:g}")
 
 
-def manual_download_config(raw_dir):
-    """A download config that reads the raw files from `raw_dir` and never touches the network."""
-    return tfds.download.DownloadConfig(manual_dir=str(raw_dir), try_download_gcs=False)
+def manual_download_config(raw_dir, rebuild=False):
+    """A download config that reads the raw files from `raw_dir` and never touches the network.
+
+    `rebuild` writes the records again even where they exist (the raw files changed).
+    """
+    mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if rebuild
+            else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+    return tfds.download.DownloadConfig(manual_dir=str(raw_dir), try_download_gcs=False,
+                                        download_mode=mode)
 
 
 _RATING_FEATURES = {
@@ -120,7 +130,7 @@ class MovieLensRatings(tfds.core.GeneratorBasedBuilder):
         else:
             train, test = movielens.canonical_split(raw_dir, release, config.split)
         if len(test) == 0:
-            raise movielens.MovieLensError(f"split {config.name} has no test ratings")
+            raise MovieLensError(f"split {config.name} has no test ratings")
 
         movie_ids = np.unique(ratings["movie"].to_numpy())
         titles = movielens.load_titles(raw_dir, release)
@@ -139,6 +149,7 @@ class MovieLensRatings(tfds.core.GeneratorBasedBuilder):
             "num_test_ratings": int(len(test)),
             "train_like_rate": float(train_labels.mean()),
             "test_like_rate": float(test_labels.mean()),
+            "raw_fingerprint": movielens.raw_fingerprint(raw_dir, release, config.split),
         })
         train_by_user = _per_user(train, train_labels, movie_ids)
         test_by_user = _per_user(test, test_labels, movie_ids)
@@ -171,51 +182,3 @@ def _per_user(table, labels, movie_ids):
                             "ratings": ratings[start:end]}
         for start, end in zip(starts, ends)
     }
-
-
-# -- MNIST and Fashion-MNIST ----------------------------------------------------------------------
-
-from pipelines import images as idx_images  # noqa: E402  (kept beside the image builder it serves)
-
-
-class IdxImages(tfds.core.GeneratorBasedBuilder):
-    """MNIST or Fashion-MNIST from the user's IDX directory: 28x28x1 uint8 images and labels.
-
-        builder = IdxImages(config="mnist", data_dir=OUT)
-        builder.download_and_prepare(download_config=manual_download_config(IDX_DIR))
-    """
-
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Images and labels read from the original IDX files."}
-    BUILDER_CONFIGS = [
-        tfds.core.BuilderConfig(name="mnist", description="MNIST handwritten digits"),
-        tfds.core.BuilderConfig(name="fashion_mnist", description="Fashion-MNIST (Zalando) articles"),
-    ]
-    MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        "Pass the directory holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-        "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (gz or uncompressed) as the "
-        "manual directory; ae-train --download fetches them.")
-
-    def _info(self):
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(idx_images.IMAGE_SIZE, idx_images.IMAGE_SIZE, 1),
-                                             dtype=np.uint8),
-                "label": tfds.features.ClassLabel(num_classes=idx_images.NUM_CLASSES),
-            }),
-            supervised_keys=("image", "label"),
-            # keep the published order, so test image i is the i-th image of the t10k file
-            disable_shuffling=True,
-            homepage={"mnist": "http://yann.lecun.com/exdb/mnist/",
-                      "fashion_mnist": "https://github.com/zalandoresearch/fashion-mnist"}[
-                          self.builder_config.name],
-        )
-
-    def _split_generators(self, dl_manager):
-        raw_dir = dl_manager.manual_dir
-        return {split: self._generate_examples(*idx_images.load_images(raw_dir, self.builder_config.name, split))
-                for split in idx_images.SPLITS}
-
-    def _generate_examples(self, images, labels):
-        for index, (image, label) in enumerate(zip(images, labels)):
-            yield index, {"image": image[..., np.newaxis], "label": int(label)}

@@ -1,20 +1,24 @@
-"""The MovieLens TFDS builder and its tf.data reader: what is written is what is read back."""
+"""The MovieLens TFDS builder and the prepared-split handle: what is written is what is read back."""
+
+import pathlib
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import datasets
 from pipelines import movielens
-from pipelines import records
+from pipelines import movielens_records as records
+from pipelines.errors import MovieLensError
+from pipelines.movielens_data import load_movielens
+from pipelines.movielens_data import prepare_movielens
+from tests.conftest import planted_ml100k_ratings
+from tests.conftest import write_ml100k
 
 ML100K = movielens.get_release("ml-100k")
 
 
-def prepare(raw_dir, data_dir, config):
-    builder = records.MovieLensRatings(config=config, data_dir=str(data_dir))
-    builder.download_and_prepare(download_config=records.manual_download_config(raw_dir))
-    return builder
+def prepare(raw_dir, data_dir, **split):
+    return prepare_movielens("ml-100k", raw_dir, data_dir, **split)
 
 
 def dense(table, movie_ids, threshold=3.0):
@@ -27,9 +31,9 @@ def dense(table, movie_ids, threshold=3.0):
     return result
 
 
-def read_all(builder, split):
+def read_all(part):
     rows = {}
-    for batch in datasets.movielens_dataset(builder, split, batch_size=7):
+    for batch in part.dataset(batch_size=7):
         for user, inputs, targets in zip(batch["user_id"].numpy(), batch["inputs"].numpy(),
                                          batch["targets"].numpy()):
             rows[int(user)] = (inputs, targets)
@@ -37,20 +41,21 @@ def read_all(builder, split):
 
 
 def test_canonical_split_round_trip(ml100k_dir, tmp_path):
-    builder = prepare(ml100k_dir, tmp_path / "data", records.movielens_config("ml-100k", "u1"))
+    data = prepare(ml100k_dir, tmp_path / "data", split="u1")
     ratings = movielens.load_ratings(ml100k_dir, ML100K)
     train, test = movielens.canonical_split(ml100k_dir, ML100K, "u1")
     movie_ids = np.unique(ratings["movie"])
-    metadata = builder.info.metadata
-    assert metadata["num_movies"] == len(movie_ids) == 30
-    assert metadata["movie_ids"] == movie_ids.tolist()
-    assert metadata["movie_titles"][0] == "Movie 1 (1991)"
+    metadata = data.metadata
+    assert data.num_movies == len(movie_ids) == 30
+    assert data.movie_ids == movie_ids.tolist()
+    assert data.movie_titles[0] == "Movie 1 (1991)"
+    assert data.train.num_ratings == len(train) and data.test.num_ratings == len(test)
     assert metadata["num_train_ratings"] == len(train)
     assert metadata["num_test_ratings"] == len(test)
     assert metadata["train_like_rate"] == pytest.approx(np.mean(train["rating"] >= 3))
 
     want_train, want_test = dense(train, movie_ids), dense(test, movie_ids)
-    got_train, got_test = read_all(builder, "train"), read_all(builder, "test")
+    got_train, got_test = read_all(data.train), read_all(data.test)
     assert set(got_train) == set(want_train)
     for user, (inputs, targets) in got_train.items():
         np.testing.assert_array_equal(inputs, want_train[user])
@@ -64,31 +69,30 @@ def test_canonical_split_round_trip(ml100k_dir, tmp_path):
 
 
 def test_examples_are_stored_sparse(ml100k_dir, tmp_path):
-    builder = prepare(ml100k_dir, tmp_path / "data", records.movielens_config("ml-100k", "u1"))
-    example = next(iter(builder.as_dataset(split="train")))
+    data = prepare(ml100k_dir, tmp_path / "data", split="u1")
+    example = next(iter(data.builder.as_dataset(split="train")))
     stored = int(tf.size(example["input_movies"]))
-    assert 0 < stored < builder.info.metadata["num_movies"]
+    assert 0 < stored < data.num_movies
     assert example["input_ratings"].dtype == tf.float32
     assert set(example["input_labels"].numpy()) <= {0, 1}
 
 
 def test_holdout_split_records_follow_the_split(ml100k_dir, tmp_path):
-    config = records.movielens_config("ml-100k", "holdout", test_per_user=3, seed=5)
-    assert config.name == "ml-100k-holdout3-random-seed5"
-    builder = prepare(ml100k_dir, tmp_path / "data", config)
+    data = prepare(ml100k_dir, tmp_path / "data", split="holdout", test_per_user=3, split_seed=5)
+    assert data.name == "ml-100k-holdout3-random-seed5"
     ratings = movielens.load_ratings(ml100k_dir, ML100K)
     train, test = movielens.holdout_split(ratings, 3, seed=5)
-    got_test = read_all(builder, "test")
-    assert builder.info.metadata["num_test_ratings"] == len(test)
+    got_test = read_all(data.test)
+    assert data.test.num_ratings == len(test)
     for user, (_, targets) in got_test.items():
         assert (targets >= 0).sum() == 3
 
 
 def test_shuffled_training_split_is_seeded_and_complete(ml100k_dir, tmp_path):
-    builder = prepare(ml100k_dir, tmp_path / "data", records.movielens_config("ml-100k", "u1"))
+    data = prepare(ml100k_dir, tmp_path / "data", split="u1")
 
     def order(seed):
-        dataset = datasets.movielens_dataset(builder, "train", batch_size=80, shuffle_seed=seed)
+        dataset = data.train.dataset(batch_size=80, shuffle_seed=seed)
         return next(iter(dataset))["user_id"].numpy().tolist()
 
     assert order(1) == order(1)
@@ -97,19 +101,37 @@ def test_shuffled_training_split_is_seeded_and_complete(ml100k_dir, tmp_path):
 
 
 def test_unprepared_records_and_bad_splits_are_readable_errors(tmp_path):
-    with pytest.raises(movielens.MovieLensError, match="run rbm-prepare"):
-        datasets.prepared_movielens(tmp_path, records.movielens_config("ml-100k", "u2"))
-    with pytest.raises(movielens.MovieLensError, match="exists only for ml-100k"):
+    with pytest.raises(MovieLensError, match="no prepared ml-100k-u2 records"):
+        load_movielens(tmp_path, "ml-100k", split="u2")
+    with pytest.raises(MovieLensError, match="exists only for ml-100k"):
         records.movielens_config("ml-1m", "u1")
-    with pytest.raises(movielens.MovieLensError, match="unknown split"):
+    with pytest.raises(MovieLensError, match="unknown split"):
         records.movielens_config("ml-100k", "u9")
-    with pytest.raises(movielens.MovieLensError, match="unknown MovieLens release"):
+    with pytest.raises(MovieLensError, match="unknown MovieLens release"):
         records.movielens_config("ml-7m", "holdout")
 
 
 def test_a_split_with_no_test_ratings_is_refused(ml100k_dir, tmp_path):
     # every fixture user has fewer than 2 * 50 ratings, so nobody has ratings held out
-    config = records.movielens_config("ml-100k", "holdout", test_per_user=50)
-    with pytest.raises(movielens.MovieLensError, match="has no test ratings"):
-        prepare(ml100k_dir, tmp_path / "data", config)
+    with pytest.raises(MovieLensError, match="has no test ratings"):
+        prepare(ml100k_dir, tmp_path / "data", split="holdout", test_per_user=50)
     assert not list((tmp_path / "data").glob("**/*.tfrecord*"))
+
+
+def test_prepared_records_are_reused_until_the_raw_files_change(ml100k_dir, tmp_path):
+    data_dir = tmp_path / "data"
+    first = prepare(ml100k_dir, data_dir, split="u1")
+    written = sorted(pathlib.Path(first.builder.data_dir).glob("*.tfrecord*"))
+    modified = [path.stat().st_mtime_ns for path in written]
+    again = prepare(ml100k_dir, data_dir, split="u1")
+    assert [path.stat().st_mtime_ns for path in written] == modified
+    assert again.train.num_ratings == first.train.num_ratings
+
+    # the same directory, other ratings: the records are written again from the new files
+    rows = [row for row in planted_ml100k_ratings(seed=1) if row[1] <= 20]
+    write_ml100k(ml100k_dir, rows)
+    changed = prepare(ml100k_dir, data_dir, split="u1")
+    train, _ = movielens.canonical_split(ml100k_dir, ML100K, "u1")
+    assert changed.num_movies == 20
+    assert changed.train.num_ratings == len(train) != first.train.num_ratings
+    assert load_movielens(data_dir, "ml-100k", split="u1").num_movies == 20

@@ -1,0 +1,191 @@
+"""A prepared MovieLens split as one handle: its movies, and its train and test data.
+
+    data = prepare_movielens("ml-100k", raw_dir, data_dir, split="u1")   # writes the records once
+    data = load_movielens(data_dir, "ml-100k", split="u1")               # records already written
+    data.num_movies, data.movie_ids, data.movie_titles
+    for batch in data.train.dataset(batch_size=32, shuffle_seed=1): ...  # {"user_id", "inputs", "targets"}
+
+Batches are dense float32 [batch, num_movies] vectors in {-1 (missing), 0 (dislike),
+1 (like)}, densified on the fly from the sparse records. The same graph runs on CPU and GPU;
+nothing here names a device.
+"""
+
+import dataclasses
+import pathlib
+import shutil
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from pipelines import movielens
+from pipelines import movielens_records
+from pipelines.errors import MovieLensError
+
+MISSING = -1.0
+
+
+def densify(movies, values, num_movies):
+    """A user's sparse (movie index, value) pairs as a float vector with -1 where missing."""
+    return tf.tensor_scatter_nd_update(
+        tf.fill([num_movies], MISSING), tf.expand_dims(movies, -1), tf.cast(values, tf.float32))
+
+
+@dataclasses.dataclass(frozen=True)
+class MovieLensPart:
+    """The train or the test part of a prepared split."""
+
+    builder: tfds.core.DatasetBuilder
+    name: str  # "train" or "test"
+
+    @property
+    def num_movies(self):
+        return int(self.builder.info.metadata["num_movies"])
+
+    @property
+    def num_users(self):
+        return int(self.builder.info.metadata[f"num_{self.name}_users"])
+
+    @property
+    def num_ratings(self):
+        return int(self.builder.info.metadata[f"num_{self.name}_ratings"])
+
+    @property
+    def like_rate(self):
+        return float(self.builder.info.metadata[f"{self.name}_like_rate"])
+
+    def dataset(self, batch_size, shuffle_seed=None):
+        """Batches of {"user_id", "inputs", "targets"}: float32 [batch, num_movies] in {-1, 0, 1}.
+
+        ``inputs`` are the ratings the model may see (the user's training ratings), ``targets``
+        the ratings to predict (the same ratings on train, the held-out ones on test).
+        Shuffled with ``shuffle_seed`` when it is given, in file order otherwise.
+        """
+        num_movies = self.num_movies
+        read_config = tfds.ReadConfig(shuffle_seed=shuffle_seed) if shuffle_seed is not None else None
+        dataset = self.builder.as_dataset(split=self.name, shuffle_files=shuffle_seed is not None,
+                                          read_config=read_config)
+
+        def to_dense(example):
+            return {
+                "user_id": example["user_id"],
+                "inputs": densify(example["input_movies"], example["input_labels"], num_movies),
+                "targets": densify(example["target_movies"], example["target_labels"], num_movies),
+            }
+
+        if shuffle_seed is not None:
+            # sparse examples are small: shuffle them before they are densified
+            dataset = dataset.shuffle(4096, seed=shuffle_seed, reshuffle_each_iteration=True)
+        dataset = dataset.map(to_dense, num_parallel_calls=tf.data.AUTOTUNE)
+        return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+class MovieLensData:
+    """One prepared split: ``num_movies``, ``movie_ids``, ``movie_titles``, ``train``, ``test``.
+
+    ``movie_ids[i]`` is the release's own id of the movie at model index i.
+    """
+
+    def __init__(self, builder, data_dir):
+        self.builder = builder
+        self.data_dir = pathlib.Path(data_dir).resolve()
+        self.config = builder.builder_config
+        self.train = MovieLensPart(builder, "train")
+        self.test = MovieLensPart(builder, "test")
+
+    @property
+    def name(self):
+        return self.config.name
+
+    @property
+    def metadata(self):
+        return self.builder.info.metadata
+
+    @property
+    def num_movies(self):
+        return int(self.metadata["num_movies"])
+
+    @property
+    def movie_ids(self):
+        return [int(movie_id) for movie_id in self.metadata["movie_ids"]]
+
+    @property
+    def movie_titles(self):
+        return list(self.metadata["movie_titles"])
+
+    @property
+    def like_threshold(self):
+        return float(self.config.like_threshold)
+
+    def split_settings(self):
+        """The arguments of `load_movielens` that name this split (stored with a run)."""
+        return {"release": self.config.release, "split": self.config.split,
+                "test_per_user": self.config.test_per_user, "order": self.config.order,
+                "split_seed": self.config.seed, "like_threshold": self.config.like_threshold}
+
+    def user_ratings(self, user_id):
+        """The user's training ratings as a dense {-1, 0, 1} vector, or None for an unknown user."""
+        found = self.builder.as_dataset(split="train").filter(
+            lambda example: example["user_id"] == user_id).take(1)
+        for example in found:
+            return densify(example["input_movies"], example["input_labels"], self.num_movies)
+        return None
+
+
+def _builder(data_dir, release, split, test_per_user, order, split_seed, like_threshold):
+    config = movielens_records.movielens_config(
+        release, split, test_per_user=test_per_user, order=order, seed=split_seed,
+        like_threshold=like_threshold)
+    return movielens_records.MovieLensRatings(config=config, data_dir=str(data_dir))
+
+
+def _is_prepared(builder):
+    return pathlib.Path(builder.data_dir).is_dir() and bool(builder.info.splits)
+
+
+def load_movielens(data_dir, release="ml-100k", split=None, test_per_user=10, order="random",
+                   split_seed=0, like_threshold=3.0):
+    """The split whose records `prepare_movielens` wrote under `data_dir`.
+
+    Raises MovieLensError (one line, telling how to prepare them) when they are not there.
+    """
+    builder = _builder(data_dir, release, split, test_per_user, order, split_seed, like_threshold)
+    if not _is_prepared(builder):
+        config = builder.builder_config
+        raise MovieLensError(
+            f"no prepared {config.name} records under {data_dir}; prepare them first "
+            f"(rbm-prepare --release {config.release} --split {config.split} --data-dir {data_dir})")
+    return MovieLensData(builder, data_dir)
+
+
+def prepare_movielens(release, raw_dir, data_dir, split=None, test_per_user=10, order="random",
+                      split_seed=0, like_threshold=3.0, download=False, log=None):
+    """Write the records of a split from the raw files in `raw_dir`; returns its `MovieLensData`.
+
+    Records already written from the same raw files are reused; records written from raw
+    files that have changed since (size or content) are written again. `download` fetches the
+    official release zip into `raw_dir` first and checks it against its checksum.
+    """
+    if download:
+        pathlib.Path(raw_dir).mkdir(parents=True, exist_ok=True)
+        if log:
+            log(f"downloading {movielens.get_release(release).url} into {raw_dir}")
+        movielens.download_release(movielens.get_release(release), raw_dir)
+    builder = _builder(data_dir, release, split, test_per_user, order, split_seed, like_threshold)
+    # found before TFDS starts, so a wrong directory is a readable error, not a TFDS traceback
+    release_dir = movielens.find_release_dir(raw_dir, movielens.get_release(release))
+    rebuild = False
+    if _is_prepared(builder):
+        stored = builder.info.metadata.get("raw_fingerprint")
+        current = movielens.raw_fingerprint(release_dir, movielens.get_release(release),
+                                            builder.builder_config.split)
+        if stored != current:
+            if log:
+                log(f"the raw files in {release_dir} differ from those {builder.data_dir} was "
+                    "written from: writing the records again")
+            shutil.rmtree(builder.data_dir)
+            rebuild = True
+            builder = _builder(data_dir, release, split, test_per_user, order, split_seed,
+                               like_threshold)
+    builder.download_and_prepare(
+        download_config=movielens_records.manual_download_config(release_dir, rebuild=rebuild))
+    return MovieLensData(builder, data_dir)
