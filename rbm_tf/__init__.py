@@ -1,1 +1,46 @@
-"""Restricted Boltzmann Machines and Deep Belief Networks as tf.Modules."""
+"""Restricted Boltzmann Machines (tf.Module), the RBM movie recommender and Deep Belief Networks.
+
+    from rbm_tf import Recommender
+    model = Recommender(data.num_movies, movie_ids=data.movie_ids, movie_titles=data.movie_titles)
+    model.fit(data.train, validation_data=data.test, epochs=40)
+
+Names load on first use: importing a config module does not load TensorFlow.
+"""
+
+import importlib
+
+_EXPORTS = {
+    # the machine
+    "RBM": "rbm_tf.rbm",
+    "VISIBLE_LAYOUTS": "rbm_tf.rbm",
+    "CDConfig": "rbm_tf.config",
+    "CDTrainer": "rbm_tf.training",
+    "reconstruction_error": "rbm_tf.training",
+    "pseudo_log_likelihood": "rbm_tf.monitoring",
+    # the recommender
+    "Recommender": "rbm_tf.recommender",
+    "RecommenderConfig": "rbm_tf.config",
+    "RatingMetrics": "rbm_tf.metrics",
+    "train_recommender": "rbm_tf.recommender_training",
+    "export_recommender_run": "rbm_tf.recommender_training",
+    # deep belief networks
+    "DBN": "rbm_tf.dbn",
+    "DBNConfig": "rbm_tf.dbn_config",
+    "GreedyPretrainer": "rbm_tf.pretraining",
+    "build_classifier": "rbm_tf.classifier",
+    "ClassifierServing": "rbm_tf.classifier",
+    "train_dbn": "rbm_tf.dbn_training",
+    "export_dbn_run": "rbm_tf.dbn_training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'rbm_tf' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__():
+    return __all__

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 
 class RatingMetrics:
-    """Accuracy, ROC-AUC, majority baseline and squared error over the known ratings only.
+    """Accuracy, ROC-AUC, the majority baseline's accuracy and squared error over known ratings only.
 
     `update` takes like-probabilities and labels of shape [batch, num_movies] and a mask that
     is True where a rating is known; everything else is ignored. The majority baseline is the
@@ -33,11 +33,13 @@ class RatingMetrics:
             metric.reset_state()
 
     def result(self):
-        """Python floats: accuracy, auc, majority_baseline, reconstruction_error, num_ratings."""
+        """accuracy, error, auc, majority_accuracy (the baseline's), reconstruction_error, num_ratings."""
+        accuracy = float(self.accuracy.result())
         return {
-            "accuracy": float(self.accuracy.result()),
+            "accuracy": accuracy,
+            "error": 1.0 - accuracy,
             "auc": float(self.auc.result()),
-            "majority_baseline": float(self.majority_baseline.result()),
+            "majority_accuracy": float(self.majority_baseline.result()),
             "reconstruction_error": float(self.squared_error.result()),
             "num_ratings": int(self.majority_baseline.count.numpy()),
         }

@@ -18,7 +18,7 @@ Two layouts of visible units:
 
 import tensorflow as tf
 
-VISIBLE_LAYOUTS = ("single", "pair")
+from rbm_tf.config import VISIBLE_LAYOUTS
 
 
 class RBM(tf.Module):

@@ -1,39 +1,10 @@
 """Contrastive-divergence training of an `RBM`, shared by the recommender and the DBN."""
 
-import dataclasses
-
 import keras
 import tensorflow as tf
 
+from rbm_tf.config import CDConfig
 from rbm_tf.rbm import RBM
-
-
-@dataclasses.dataclass(frozen=True)
-class CDConfig:
-    """How an RBM learns.
-
-    k: Gibbs steps per update (CD-k). persistent: keep the negative chains between updates
-    (persistent CD, Tieleman 2008) instead of restarting them at the data. weight_decay: L2
-    penalty on the weights (not the biases), added to the gradient. mean_field_visible: use
-    visible probabilities instead of samples in the negative phase (for pixel intensities).
-    """
-
-    k: int = 1
-    learning_rate: float = 0.01
-    momentum: float = 0.5
-    weight_decay: float = 0.0
-    persistent: bool = False
-    mean_field_visible: bool = False
-
-    def __post_init__(self):
-        if self.k < 1:
-            raise ValueError(f"k must be at least 1, got {self.k}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
 
 
 class CDTrainer(tf.Module):

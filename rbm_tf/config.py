@@ -1,0 +1,77 @@
+"""Settings of RBM training and of the recommender: plain dataclasses, no TensorFlow.
+
+Errors name the arguments (``learning_rate must be positive``); a command-line tool maps them
+to its flags.
+"""
+
+import dataclasses
+
+VISIBLE_LAYOUTS = ("single", "pair")
+
+
+def at_least(name, value, minimum):
+    """ValueError naming `name` unless value >= minimum."""
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CDConfig:
+    """How an RBM learns.
+
+    k: Gibbs steps per update (CD-k). persistent: keep the negative chains between updates
+    (persistent CD, Tieleman 2008) instead of restarting them at the data. weight_decay: L2
+    penalty on the weights (not the biases), added to the gradient. mean_field_visible: use
+    visible probabilities instead of samples in the negative phase (for pixel intensities).
+    """
+
+    k: int = 1
+    learning_rate: float = 0.01
+    momentum: float = 0.5
+    weight_decay: float = 0.0
+    persistent: bool = False
+    mean_field_visible: bool = False
+
+    def __post_init__(self):
+        at_least("k", self.k, 1)
+        # written so that nan fails too
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not 0 <= self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecommenderConfig:
+    """The RBM recommender's model and training settings (defaults measured on ML-100K u1)."""
+
+    hidden: int = 50
+    visible: str = "pair"
+    epochs: int = 40
+    batch_size: int = 32
+    k: int = 1
+    learning_rate: float = 0.1
+    momentum: float = 0.5
+    weight_decay: float = 0.01
+    persistent: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        at_least("hidden", self.hidden, 1)
+        at_least("batch_size", self.batch_size, 1)
+        at_least("epochs", self.epochs, 1)
+        if self.visible not in VISIBLE_LAYOUTS:
+            raise ValueError(f"visible must be one of {', '.join(VISIBLE_LAYOUTS)}, got {self.visible!r}")
+        self.cd_config()
+
+    def cd_config(self):
+        return CDConfig(k=self.k, learning_rate=self.learning_rate, momentum=self.momentum,
+                        weight_decay=self.weight_decay, persistent=self.persistent)
+
+    @classmethod
+    def from_dict(cls, stored):
+        """The config among the entries of `stored` (a run_config.json), other keys ignored."""
+        fields = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in stored.items() if key in fields})

@@ -1,0 +1,221 @@
+"""The RBM movie recommender: construct, fit, evaluate, recommend, export, restore.
+
+    from pipelines import load_movielens
+    from rbm_tf import Recommender
+
+    data = load_movielens("data", "ml-100k", split="u1")
+    model = Recommender(data.num_movies, movie_ids=data.movie_ids, movie_titles=data.movie_titles)
+    model.fit(data.train, validation_data=data.test, epochs=40)
+    model.evaluate(data.test)        # accuracy, AUC, ... beside the majority baseline
+    model.recommend(ratings, k=10)   # any {-1, 0, 1} vector: a user the model never saw too
+    model.export("export/rbm/1")     # SavedModel for TensorFlow Serving, movies.tsv inside
+
+Training is Keras-shaped: `fit` drives `keras.callbacks` (EarlyStopping, TensorBoard, the run
+directory's `pipelines.loop.RunMonitor`, ...) through `pipelines.loop.fit_loop`, the same outer
+loop the other families use.
+"""
+
+import dataclasses
+import pathlib
+import tempfile
+
+import tensorflow as tf
+
+from pipelines import loop
+from pipelines import movie_table
+from pipelines.runs import RunDirectory
+from rbm_tf.config import RecommenderConfig
+from rbm_tf.metrics import RatingMetrics
+from rbm_tf.rbm import RBM
+from rbm_tf.recommender_serving import RecommenderServing
+from rbm_tf.recommender_serving import top_unrated
+from rbm_tf.training import CDTrainer
+
+EVAL_BATCH_SIZE = 256
+
+
+def like_rates(dataset, num_movies):
+    """Per-movie like rate over the training ratings, shrunk towards the overall rate."""
+    likes = tf.zeros([num_movies])
+    counts = tf.zeros([num_movies])
+    for batch in dataset:
+        known = batch["inputs"] >= 0
+        likes += tf.reduce_sum(tf.cast(batch["inputs"] > 0.5, tf.float32), axis=0)
+        counts += tf.reduce_sum(tf.cast(known, tf.float32), axis=0)
+    overall = tf.reduce_sum(likes) / tf.maximum(tf.reduce_sum(counts), 1.0)
+    prior_strength = 2.0
+    return (likes + prior_strength * overall) / (counts + prior_strength)
+
+
+def majority_label(train_like_rate):
+    """The label "always predict it" gets most right on the training ratings."""
+    return 1.0 if train_like_rate >= 0.5 else 0.0
+
+
+class Recommender:
+    """An RBM over every movie's like/dislike, trained by contrastive divergence.
+
+    Args:
+      num_movies: the catalogue's width (`MovieLensData.num_movies`).
+      config: a `RecommenderConfig`; or give its fields as keyword arguments.
+      movie_ids, movie_titles: the release's id and title of each movie index (default: the
+        indices and "movie <index>"), used by `recommend` and shipped with `export`.
+    """
+
+    def __init__(self, num_movies, config=None, movie_ids=None, movie_titles=None, **settings):
+        if config is None:
+            config = RecommenderConfig(**settings)
+        elif settings:
+            config = dataclasses.replace(config, **settings)
+        if num_movies < 1:
+            raise ValueError(f"num_movies must be at least 1, got {num_movies}")
+        self.config = config
+        self.num_movies = int(num_movies)
+        self.movie_ids = list(range(self.num_movies)) if movie_ids is None else [int(m) for m in movie_ids]
+        self.movie_titles = ([f"movie {m}" for m in self.movie_ids] if movie_titles is None
+                             else list(movie_titles))
+        if not len(self.movie_ids) == len(self.movie_titles) == self.num_movies:
+            raise ValueError(f"movie_ids and movie_titles must have num_movies ({self.num_movies}) "
+                             f"entries, got {len(self.movie_ids)} and {len(self.movie_titles)}")
+        self.rbm = RBM(self.num_movies, config.hidden, config.visible, seed=config.seed)
+        self.trainer = CDTrainer(self.rbm, config.cd_config(), batch_size=config.batch_size)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.stop_training = False
+        self.history = None
+        self._evaluators = {}
+
+    # -- the parts a checkpoint holds ------------------------------------------------------------
+
+    def trackables(self):
+        """What a checkpoint of this model holds: the trainer (RBM, optimizer, chains) and epoch."""
+        return {"trainer": self.trainer, "epoch": self.epoch}
+
+    # -- training ----------------------------------------------------------------------------
+
+    def fit(self, train, validation_data=None, epochs=None, callbacks=(), verbose=0):
+        """Train on `train` (a `MovieLensPart`) up to `epochs` (default: the config's) epochs.
+
+        Starts where the model is (`epoch`, restored from a checkpoint or left by an earlier
+        `fit`); a model that has not trained yet first sets each visible bias to the log-odds
+        of the movie's like rate. Every epoch evaluates the training ratings and, given
+        `validation_data`, those ratings too ("val_" logs, as Keras names them). Returns the
+        `keras.callbacks.History`.
+        """
+        epochs = self.config.epochs if epochs is None else int(epochs)
+        # the tf.data shuffles draw from the global seed as well as their own
+        tf.random.set_seed(self.config.seed)
+        train_eval = train.dataset(EVAL_BATCH_SIZE)
+        validation = validation_data.dataset(EVAL_BATCH_SIZE) if validation_data is not None else None
+        if int(self.epoch.numpy()) == 0:
+            self.rbm.set_visible_bias_from_rates(like_rates(train_eval, self.num_movies))
+        majority = majority_label(train.like_rate)
+
+        def train_epoch(epoch, callbacks):
+            # one shuffle seed per epoch, so a resumed run sees the same batches as an unbroken one
+            batches = train.dataset(self.config.batch_size,
+                                    shuffle_seed=self.config.seed * 100003 + epoch + 1)
+            for step, batch in enumerate(batches):
+                callbacks.on_train_batch_begin(step)
+                self.trainer.train_step(batch["inputs"], batch["inputs"] >= 0)
+                callbacks.on_train_batch_end(step)
+            self.epoch.assign(epoch + 1)
+            callbacks.on_test_begin()
+            logs = self._evaluate_dataset(train_eval, majority)
+            # not finite once training has diverged, which the NaN guard then stops
+            logs["weight_norm"] = float(tf.norm(self.rbm.weights))
+            if validation is not None:
+                logs.update({f"val_{key}": value for key, value in
+                             self._evaluate_dataset(validation, majority).items()})
+            callbacks.on_test_end()
+            return logs
+
+        self.history = loop.fit_loop(self, train_epoch, epochs,
+                                     initial_epoch=int(self.epoch.numpy()), callbacks=callbacks,
+                                     verbose=verbose)
+        return self.history
+
+    # -- prediction and evaluation -------------------------------------------------------------
+
+    def predict(self, ratings):
+        """Like-probabilities [batch, num_movies] from ratings [batch, num_movies] in {-1, 0, 1}.
+
+        Deterministic (a mean-field pass, no sampling): the same ratings give the same numbers.
+        """
+        ratings = tf.convert_to_tensor(ratings, tf.float32)
+        return self.rbm.reconstruct(ratings, ratings >= 0.0).numpy()
+
+    def _evaluate_dataset(self, dataset, majority):
+        if majority not in self._evaluators:
+            metrics = RatingMetrics(majority_label=majority)
+            spec = tf.TensorSpec([None, self.num_movies], tf.float32)
+
+            @tf.function(input_signature=[spec, spec])
+            def evaluate_batch(inputs, targets):
+                metrics.update(self.rbm.reconstruct(inputs, inputs >= 0), targets, targets >= 0)
+
+            self._evaluators[majority] = (metrics, evaluate_batch)
+        metrics, evaluate_batch = self._evaluators[majority]
+        metrics.reset()
+        for batch in dataset:
+            evaluate_batch(batch["inputs"], batch["targets"])
+        return metrics.result()
+
+    def evaluate(self, data):
+        """Metrics of the predictions of `data`'s targets (a `MovieLensPart`) from its inputs.
+
+        accuracy, error, auc, reconstruction_error (mean squared error of the probabilities),
+        num_ratings, and majority_accuracy: the accuracy of always predicting the label most
+        common in the split's *training* ratings (never chosen on the ratings evaluated).
+        """
+        return self._evaluate_dataset(data.dataset(EVAL_BATCH_SIZE),
+                                      majority_label(data.builder.info.metadata["train_like_rate"]))
+
+    def recommend(self, ratings, k=10):
+        """The k unrated movies a user would like most: [(movie_id, title, like_probability)].
+
+        `ratings`: one user's [num_movies] vector in {-1, 0, 1} (any user, seen in training or
+        not), or a batch [users, num_movies], which gives one list per user. A rated movie is
+        never recommended: a user with fewer than k unrated movies gets that many.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        ratings = tf.convert_to_tensor(ratings, tf.float32)
+        single = ratings.shape.rank == 1
+        if single:
+            ratings = ratings[tf.newaxis]
+        if ratings.shape[-1] != self.num_movies:
+            raise ValueError(f"ratings must have num_movies ({self.num_movies}) values per user, "
+                             f"got {ratings.shape[-1]}")
+        top = top_unrated(self.rbm.reconstruct(ratings, ratings >= 0.0), ratings, k,
+                          tf.constant(self.movie_ids, tf.int64))
+        lists = [[(self.movie_ids[index], self.movie_titles[index], float(score))
+                  for index, score in zip(indices[:count], scores[:count])]
+                 for indices, scores, count in zip(top["movie_indices"].numpy(), top["scores"].numpy(),
+                                                   top["num_recommended"].numpy())]
+        return lists[0] if single else lists
+
+    # -- export and restore --------------------------------------------------------------------
+
+    def export(self, path):
+        """Write the servable recommender (signatures serving_default and recommend, the movie
+        table as the asset movies.tsv) as a SavedModel at `path`."""
+        with tempfile.TemporaryDirectory() as directory:
+            table = pathlib.Path(directory) / movie_table.MOVIE_TABLE
+            movie_table.write_movie_table(table, self.movie_ids, self.movie_titles)
+            module = RecommenderServing(self.rbm, self.movie_ids, movie_table_path=table)
+            tf.saved_model.save(module, str(path), signatures=module.signatures())
+        return pathlib.Path(path)
+
+    @classmethod
+    def restore(cls, run_dir, checkpoint=None):
+        """The recommender of a training run: its settings, movie table and latest checkpoint
+        (or the checkpoint path `checkpoint`)."""
+        run = RunDirectory(run_dir)
+        stored = run.read_config()
+        movie_ids, titles = movie_table.read_movie_table(run.path / movie_table.MOVIE_TABLE)
+        model = cls(stored["num_movies"], RecommenderConfig.from_dict(stored),
+                    movie_ids=movie_ids, movie_titles=titles)
+        tf.train.Checkpoint(**model.trackables()).restore(
+            checkpoint or run.checkpoint_to_export()).expect_partial()
+        return model
+
