@@ -4,8 +4,8 @@
 
 Prepares the u1 records once, trains each setting below from the same seed and prints a
 Markdown table of the final test accuracy, ROC-AUC and the majority baseline ("always like"),
-plus the best test AUC over the epochs. Every run uses `scripts.rbm_train.train_and_evaluate`,
-the code path of `rbm-train`.
+plus the best test AUC over the epochs. Every run uses `rbm_tf.train_recommender`, the code
+path of `rbm-train`.
 """
 
 import argparse
@@ -17,10 +17,9 @@ import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from pipelines import records  # noqa: E402
-from scripts.rbm_prepare import prepare  # noqa: E402
-from scripts.rbm_train import RecommenderConfig  # noqa: E402
-from scripts.rbm_train import train_and_evaluate  # noqa: E402
+from pipelines import prepare_movielens  # noqa: E402
+from rbm_tf import RecommenderConfig  # noqa: E402
+from rbm_tf import train_recommender  # noqa: E402
 
 DEFAULTS = RecommenderConfig()
 SETTINGS = {
@@ -46,18 +45,17 @@ def main(argv=None):
 
     results = []
     with tempfile.TemporaryDirectory() as scratch:
-        split = records.movielens_config("ml-100k", "u1")
-        prepare(split, args.raw_dir, pathlib.Path(scratch) / "data")
+        data = prepare_movielens("ml-100k", args.raw_dir, pathlib.Path(scratch) / "data", split="u1")
         for number, (label, change) in enumerate(SETTINGS.items()):
             if args.only and not any(word in label for word in args.only):
                 continue
             config = dataclasses.replace(DEFAULTS, epochs=args.epochs, **change)
-            outcome = train_and_evaluate(split, pathlib.Path(scratch) / "data",
-                                         pathlib.Path(scratch) / f"run{number}", config,
-                                         export_model=False, log=lambda line: None)
+            outcome = train_recommender(data, pathlib.Path(scratch) / f"run{number}", config,
+                                        export=False)
             final = outcome["final"]
             row = {"setting": label, "test_accuracy": final["test_accuracy"],
-                   "test_auc": final["test_auc"], "majority_baseline": final["majority_baseline"],
+                   "test_auc": final["test_auc"],
+                   "majority_baseline": final["baselines"]["majority"]["test_accuracy"],
                    "best_test_auc": max(e["test_auc"] for e in outcome["epochs"]),
                    "seconds_per_epoch": final["mean_seconds_per_epoch"]}
             results.append(row)

@@ -19,12 +19,10 @@ import tensorflow as tf
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from pipelines import datasets  # noqa: E402
-from pipelines import records  # noqa: E402
-from rbm_tf.rbm import RBM  # noqa: E402
-from rbm_tf.training import CDTrainer  # noqa: E402
-from scripts.rbm_prepare import prepare  # noqa: E402
-from scripts.rbm_train import RecommenderConfig  # noqa: E402
+from pipelines import prepare_movielens  # noqa: E402
+from rbm_tf import RBM  # noqa: E402
+from rbm_tf import CDTrainer  # noqa: E402
+from rbm_tf import RecommenderConfig  # noqa: E402
 
 
 def matmul_gflops(m, k, n, seconds=2.0):
@@ -59,15 +57,13 @@ def main(argv=None):
 
     with tempfile.TemporaryDirectory() as scratch:
         data_dir = args.data_dir or pathlib.Path(scratch)
-        split = records.movielens_config("ml-100k", "u1")
-        builder = prepare(split, args.raw_dir, data_dir)
-        num_movies = int(builder.info.metadata["num_movies"])
-        num_users = int(builder.info.metadata["num_train_users"])
+        data = prepare_movielens("ml-100k", args.raw_dir, data_dir, split="u1")
+        num_movies, num_users = data.num_movies, data.train.num_users
         config = RecommenderConfig(hidden=args.hidden, k=args.k, batch_size=args.batch_size,
                                    visible=args.visible)
         rbm = RBM(num_movies, config.hidden, config.visible, seed=0)
         trainer = CDTrainer(rbm, config.cd_config(), batch_size=config.batch_size)
-        train = datasets.movielens_dataset(builder, "train", config.batch_size, shuffle_seed=0).cache()
+        train = data.train.dataset(config.batch_size, shuffle_seed=0).cache()
         units = num_movies * rbm.units_per_visible
 
         epoch_seconds, flops = [], 0.0
