@@ -118,6 +118,8 @@ def test_the_majority_baseline_is_the_training_ratings_majority(tmp_path):
     model = Recommender(data.num_movies, SMALL)
     # a quarter of the test labels are likes: "always like" is right a quarter of the time
     assert model.evaluate(data.test)["majority_accuracy"] == pytest.approx(0.25)
+    history = model.fit(data.train, validation_data=data.test, epochs=1)
+    assert history.history["val_majority_accuracy"] == [pytest.approx(0.25)]
 
 
 def test_export_reloaded_in_a_fresh_process_reproduces_the_model(data, tmp_path):
