@@ -8,7 +8,8 @@
     RUN/export/NAME/VERSION/   SavedModels as TensorFlow Serving loads them
 
 Shared by every model family (rbm_tf and autoencoders_tf import it; it imports neither).
-Every file is written through a temporary file in the same directory and a rename, so an
+TensorFlow is imported only by what needs it (checkpoints, summaries), so that finding an
+export or writing a file works without it. Every file is written through a temporary file in the same directory and a rename, so an
 interrupted run never leaves a half-written file behind; a value that is not finite is written
 to metrics.json as null, so the file stays valid JSON.
 """
@@ -20,8 +21,6 @@ import os
 import pathlib
 import shutil
 import tempfile
-
-import tensorflow as tf
 
 from pipelines.errors import RunError
 
@@ -111,6 +110,7 @@ class RunDirectory:
         """Path prefix of the latest checkpoint, or None."""
         if not self.checkpoint_dir.is_dir():
             return None
+        import tensorflow as tf
         return tf.train.latest_checkpoint(str(self.checkpoint_dir))
 
     def has_checkpoint(self):
@@ -153,10 +153,12 @@ class RunDirectory:
             raise RunError(f"{self.config_path}: not valid JSON ({error})") from None
 
     def checkpoint_manager(self, checkpoint, max_to_keep=3):
+        import tensorflow as tf
         return tf.train.CheckpointManager(checkpoint, str(self.checkpoint_dir),
                                           max_to_keep=max_to_keep)
 
     def summary_writer(self, name):
+        import tensorflow as tf
         return tf.summary.create_file_writer(str(self.tensorboard_dir / name))
 
     def read_metrics(self):
@@ -175,6 +177,7 @@ class RunDirectory:
 
 def write_scalars(writer, step, scalars):
     """TensorBoard scalars {name: value} at `step`, flushed so a running TensorBoard sees them."""
+    import tensorflow as tf
     with writer.as_default(step=step):
         for name, value in scalars.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -50,24 +50,43 @@ def load_tensorflow():
         print("\n".join(kept), file=sys.stderr)
 
 
-def flag_names(message, parser):
-    """A library message with its argument names (learning_rate) as the tool's flags (--learning-rate)."""
+def _long_flags(parser):
+    """{argument name: its first long flag} of a parser and of its subcommands' parsers."""
+    flags = {}
     for action in parser._actions:
-        flags = [flag for flag in action.option_strings if flag.startswith("--")]
-        if flags and action.dest != "help":
-            message = re.sub(rf"(?<![\w-]){re.escape(action.dest)}(?= must| given| needs| is not| takes)",
-                             flags[0], message)
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                flags.update(_long_flags(subparser))
+        long = [flag for flag in action.option_strings if flag.startswith("--")]
+        if long and action.dest != "help":
+            flags.setdefault(action.dest, long[0])
+    return flags
+
+
+def flag_names(message, parser):
+    """A library message that starts with an argument's name (``learning_rate must be
+    positive``) with the tool's flag instead (``--learning-rate must be positive``).
+
+    Only the start of the message is changed: the rest may quote a file or a server.
+    """
+    name = re.match(r"[a-z_]+(?= must| given| needs| takes)", message)
+    flags = _long_flags(parser)
+    if name and name.group(0) in flags:
+        return flags[name.group(0)] + message[name.end():]
     return message
 
 
-def run(parser, body, argv=None):
+def run(parser, body, argv=None, tensorflow=True):
     """Parse `argv`, load TensorFlow, run `body(args)`; user errors -> one line, exit 2.
 
-    Ctrl-C exits 130 and says that the run's last checkpoint is kept.
+    `tensorflow` (a bool, or a function of the parsed arguments) says whether the command needs
+    TensorFlow, which is then loaded with its start-up noise filtered. Ctrl-C exits 130 and says
+    that the run's last checkpoint is kept.
     """
     args = parser.parse_args(argv)
     try:
-        load_tensorflow()
+        if tensorflow(args) if callable(tensorflow) else tensorflow:
+            load_tensorflow()
         return body(args)
     except UserError as error:
         print(f"error: {flag_names(str(error), parser)}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""scripts/serve_client.py (tfm-client) and the deploy/ files.
+"""pipelines/serving_client.py, scripts/serve_client.py (tfm-client) and the deploy/ files.
 
 The REST bodies are checked field by field against TensorFlow Serving's documented format
 (tensorflow_serving/g3doc/api_rest.md). The client then talks to a stand-in for the model
@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import threading
+import textwrap
 
 import numpy as np
 import pytest
@@ -28,34 +29,40 @@ from google.protobuf import json_format
 from google.protobuf import message_factory
 from google.protobuf import text_format
 
+from autoencoders_tf import VAE
 from pipelines import images
-from rbm_tf.rbm import RBM
-from scripts import _run
-from scripts import ae_train
-from scripts import rbm_train
+from pipelines import movielens
+from pipelines import serving_client
+from pipelines.errors import UserError
+from pipelines.movie_table import write_movie_table
+from pipelines.runs import export_versioned
+from pipelines.signatures import read_signatures
+from rbm_tf import Recommender
 from scripts import serve_client
 from tests.conftest import run_script
 
-DEPLOY = pathlib.Path(__file__).resolve().parents[1] / "deploy"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
 MOVIES = [(10, "Alpha (1990)"), (20, "Beta (1991)"), (35, "Gamma, The (1992)"),
           (41, "Delta (1993)"), (57, "Epsilon (1994)"), (68, "Zeta (1995)")]
 MODEL_NAMES = ["rbm", "dense_autoencoder", "conv_autoencoder", "denoising_autoencoder", "vae", "dbn"]
+QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
     """{model name: export directory} for a tiny recommender and a tiny VAE."""
     root = tmp_path_factory.mktemp("exports")
-    rbm = RBM(len(MOVIES), 4, "pair", seed=2)
+    recommender = Recommender(len(MOVIES), movie_ids=[m for m, _ in MOVIES],
+                              movie_titles=[t for _, t in MOVIES], hidden=4, seed=2)
+    rbm = recommender.rbm
+    # distinct weights, so that the ranking is not decided by ties
     for number, variable in enumerate([rbm.weights, rbm.visible_bias, rbm.hidden_bias]):
         variable.assign(tf.random.stateless_normal(variable.shape, seed=[4, number]))
-    table = root / "movies.tsv"
-    rbm_train.write_movie_table(table, [m for m, _ in MOVIES], [t for _, t in MOVIES])
-    config = ae_train.AutoencoderConfig(model="vae", vae_hidden=8, latent_dim=2)
-    vae = ae_train.compiled_model(config)
+    vae = VAE(hidden_units=8, latent_dim=2)
     vae(np.zeros([1, 28, 28, 1], np.float32))
-    return {"rbm": rbm_train.export(rbm, table, root / "export"),
-            "vae": ae_train.export(vae, config, root / "export")}
+    return {"rbm": export_versioned(root / "export", "rbm", recommender.export),
+            "vae": export_versioned(root / "export", "vae", vae.export)}
 
 
 # -- a stand-in for TensorFlow Serving's REST API ---------------------------------------------------
@@ -188,9 +195,9 @@ def free_port():
 # -- REST bodies, field by field ------------------------------------------------------------------
 
 def test_row_format_body_for_a_single_input_is_the_list_of_examples(exports):
-    signature = _run.read_signatures(exports["vae"])["serving_default"]
+    signature = read_signatures(exports["vae"])["serving_default"]
     pixels = np.linspace(0, 1, 2 * 28 * 28, dtype=np.float32).reshape([2, 28, 28, 1])
-    body = serve_client.predict_body("serving_default", {"images": pixels}, signature)
+    body = serving_client.predict_body("serving_default", {"images": pixels}, signature)
     assert list(body) == ["signature_name", "instances"]
     assert body["signature_name"] == "serving_default"
     # one named input: "instances" is the list of its values, one per example, naturally nested
@@ -203,15 +210,15 @@ def test_row_format_body_for_a_single_input_is_the_list_of_examples(exports):
 
 def test_row_format_body_for_several_inputs_has_one_object_per_example():
     signature = {"inputs": {"a": ("float32", [None, 2]), "b": ("int32", [None])}, "outputs": {}}
-    body = serve_client.predict_body("pair", {"a": [[1.0, 2.0], [3.0, 4.0]], "b": [5, 6]}, signature)
+    body = serving_client.predict_body("pair", {"a": [[1.0, 2.0], [3.0, 4.0]], "b": [5, 6]}, signature)
     assert body == {"signature_name": "pair",
                     "instances": [{"a": [1.0, 2.0], "b": 5}, {"a": [3.0, 4.0], "b": 6}]}
 
 
 def test_recommend_body_is_columnar_because_k_has_no_batch_dimension(exports):
-    signature = _run.read_signatures(exports["rbm"])["recommend"]
+    signature = read_signatures(exports["rbm"])["recommend"]
     ratings = np.array([[1, -1, 0, -1, -1, 1]], np.float32)
-    body = serve_client.predict_body("recommend", {"ratings": ratings, "k": np.int32(3)}, signature)
+    body = serving_client.predict_body("recommend", {"ratings": ratings, "k": np.int32(3)}, signature)
     assert list(body) == ["signature_name", "inputs"]
     assert body["signature_name"] == "recommend"
     assert sorted(body["inputs"]) == ["k", "ratings"]
@@ -220,8 +227,8 @@ def test_recommend_body_is_columnar_because_k_has_no_batch_dimension(exports):
 
 
 def test_predict_urls_follow_the_documented_paths():
-    assert serve_client.model_path("rbm") == "/v1/models/rbm"
-    assert serve_client.model_path("rbm", 3) == "/v1/models/rbm/versions/3"
+    assert serving_client.model_path("rbm") == "/v1/models/rbm"
+    assert serving_client.model_path("rbm", 3) == "/v1/models/rbm/versions/3"
 
 
 def test_responses_in_both_formats_become_named_arrays():
@@ -233,43 +240,92 @@ def test_responses_in_both_formats_become_named_arrays():
             ({"outputs": [1.5, 2.5]}, one, {"y": [1.5, 2.5]}),
             ({"predictions": [{"y": 1.5, "z": 3}, {"y": 2.5, "z": 4}]}, two, {"y": [1.5, 2.5], "z": [3, 4]}),
             ({"outputs": {"y": [1.5, 2.5], "z": [3, 4]}}, two, {"y": [1.5, 2.5], "z": [3, 4]})):
-        result = serve_client.outputs_from_response(response, signature)
+        result = serving_client.outputs_from_response(response, signature)
         assert {key: value.tolist() for key, value in result.items()} == expected
 
 
 def test_metadata_answer_reads_as_the_exports_own_signatures(exports, server):
     for name, path in exports.items():
-        assert serve_client.signatures_from_metadata(server.metadata(name)) == _run.read_signatures(path)
+        assert serving_client.signatures_from_metadata(server.metadata(name)) == read_signatures(path)
+
+
+def metadata_of(signature_defs):
+    return {"model_spec": {"name": "m"}, "metadata": {"signature_def": {"signature_def": signature_defs}}}
+
+
+def test_metadata_shapes_read_by_hand_as_tensorflow_reads_them():
+    # proto field names, as TF Serving answers; default fields left out, int64 sizes as strings
+    answer = metadata_of({
+        "serving_default": {
+            "inputs": {"x": {"dtype": "DT_FLOAT", "name": "x:0",
+                             "tensor_shape": {"dim": [{"size": "-1", "name": ""}, {"size": "6"}]}},
+                       "k": {"dtype": "DT_INT32", "tensor_shape": {}},
+                       "any": {"dtype": "DT_DOUBLE", "tensor_shape": {"unknown_rank": True}}},
+            "outputs": {"ids": {"dtype": "DT_INT64", "tensor_shape": {"dim": [{"size": "-1"}, {}]}}},
+            "method_name": "tensorflow/serving/predict"},
+        # lowerCamelCase, as protobuf's json_format writes by default; enum as its number
+        "camel": {"inputs": {"s": {"dtype": 7, "tensorShape": {"unknownRank": True}}},
+                  "outputs": {"b": {"dtype": "DT_BOOL", "tensorShape": {"dim": [{"size": 3}]}}}},
+        "__saved_model_init_op": {"outputs": {"op": {"dtype": "DT_INVALID"}}}})
+    assert serving_client.signatures_from_metadata(answer) == {
+        "camel": {"inputs": {"s": ("string", None)}, "outputs": {"b": ("bool", [3])}},
+        "serving_default": {"inputs": {"any": ("float64", None), "k": ("int32", []),
+                                       "x": ("float32", [None, 6])},
+                            "outputs": {"ids": ("int64", [None, 0])}}}
+
+
+def test_metadata_dtype_names_match_tensorflows():
+    from tensorflow.core.framework import types_pb2
+    for enum_name, (number, name) in serving_client._DTYPES.items():
+        assert types_pb2.DataType.Value(enum_name) == number
+        assert tf.dtypes.as_dtype(number).name == name, enum_name
+
+
+@pytest.mark.parametrize("answer", [
+    {}, {"metadata": {}}, {"metadata": {"signature_def": {"signature_def": []}}},
+    metadata_of({"s": {"inputs": {"x": {"dtype": "DT_NOPE"}}}}),
+    metadata_of({"s": {"inputs": {"x": {"dtype": "DT_FLOAT", "tensor_shape": {"dim": [{"size": "x"}]}}}}})])
+def test_a_metadata_answer_that_is_no_signature_map_is_a_user_error(answer):
+    with pytest.raises(UserError, match="metadata"):
+        serving_client.signatures_from_metadata(answer)
 
 
 # -- the recommender's input ----------------------------------------------------------------------
 
 def test_ratings_become_likes_and_dislikes_at_the_models_columns():
     movie_ids = [m for m, _ in MOVIES]
-    ratings = serve_client.parse_ratings(["57:5", "10:2", "35:3", "68:2.5"])
-    vector = serve_client.ratings_vector(ratings, movie_ids, like_threshold=3.0)
+    ratings = serving_client.parse_ratings(["57:5", "10:2", "35:3", "68:2.5"])
+    vector = serving_client.ratings_vector(ratings, movie_ids, like_threshold=3.0)
     assert vector.dtype == np.float32
     np.testing.assert_array_equal(vector, [0, -1, 1, -1, 1, 0])
-    np.testing.assert_array_equal(serve_client.ratings_vector(ratings, movie_ids, 4.5),
+    np.testing.assert_array_equal(serving_client.ratings_vector(ratings, movie_ids, 4.5),
                                   [0, -1, 0, -1, 1, 0])
+
+
+@pytest.mark.parametrize("threshold", [1.0, 2.5, 3.0, 4.5])
+def test_the_like_rule_is_trainings(threshold):
+    stars = [0.5, 1.0, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0]
+    movie_ids = list(range(len(stars)))
+    vector = serving_client.ratings_vector(list(zip(movie_ids, stars)), movie_ids, threshold)
+    np.testing.assert_array_equal(vector, movielens.like_labels(stars, threshold))
 
 
 @pytest.mark.parametrize("pairs,message", [
     (["10"], "MOVIE_ID:RATING"), (["x:5"], "MOVIE_ID:RATING"), (["10:five"], "MOVIE_ID:RATING"),
     (["10:5", "10:1"], "rated twice")])
 def test_malformed_ratings_are_user_errors(pairs, message):
-    with pytest.raises(_run.UserError, match=message):
-        serve_client.parse_ratings(pairs)
+    with pytest.raises(UserError, match=message):
+        serving_client.parse_ratings(pairs)
 
 
 def test_unknown_movie_ids_are_named():
-    with pytest.raises(_run.UserError, match="999, 998 are not among the 6 movies"):
-        serve_client.ratings_vector([(999, 5.0), (10, 1.0), (998, 4.0)], [m for m, _ in MOVIES], 3.0)
+    with pytest.raises(UserError, match="999, 998 are not among the 6 movies"):
+        serving_client.ratings_vector([(999, 5.0), (10, 1.0), (998, 4.0)], [m for m, _ in MOVIES], 3.0)
 
 
 def test_movie_table_is_read_from_the_export(exports):
     for path in (exports["rbm"], exports["rbm"].parent, exports["rbm"] / "assets" / "movies.tsv"):
-        assert serve_client.read_movie_table(path) == ([m for m, _ in MOVIES], [t for _, t in MOVIES])
+        assert serving_client.read_movie_table(path) == ([m for m, _ in MOVIES], [t for _, t in MOVIES])
 
 
 # -- against the stand-in server ------------------------------------------------------------------
@@ -288,13 +344,56 @@ def test_recommend_prints_titled_recommendations_matching_the_model(exports, ser
                               "inputs": {"ratings": [[1.0, -1.0, 0.0, -1.0, -1.0, 1.0]], "k": 2}}
     expected = tf.saved_model.load(str(exports["rbm"])).signatures["recommend"](
         ratings=tf.constant([[1, -1, 0, -1, -1, 1]], tf.float32), k=tf.constant(2))
+    assert int(expected["num_recommended"][0]) == 2
     titles = dict(MOVIES)
     lines = out.splitlines()
     assert lines[0] == "top 2 of the movies not rated (like probability):"
+    assert len(lines) == 3
     for rank, (movie_id, score) in enumerate(zip(expected["movie_ids"][0].numpy(),
                                                  expected["scores"][0].numpy()), 1):
         assert lines[rank] == f"{rank:3d}. {score:.3f}  {titles[movie_id]}  [movie {movie_id}]"
         assert movie_id not in (10, 35, 68)
+
+
+def test_recommend_asked_for_more_than_the_unrated_movies_gives_those_only(exports, server):
+    client = serving_client.RestClient(server.url)
+    ranked = serving_client.recommend(client, exports["rbm"], {10: 5, 20: 1, 35: 4, 41: 2}, top=5)
+    # the served answer is padded to min(k, num_movies) = 5 entries; two are movies
+    assert sorted(movie_id for movie_id, _, _ in ranked) == [57, 68]
+    scores = [score for _, _, score in ranked]
+    assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
+
+
+def test_the_rest_path_loads_no_tensorflow_protobuf_or_pandas(exports, server):
+    program = textwrap.dedent(f"""
+        import sys
+        from pipelines import serving_client
+        client = serving_client.connect({server.url!r})
+        ranked = serving_client.recommend(client, {str(exports["rbm"].parent)!r}, [(10, 5), (35, 1)],
+                                          top=2)
+        assert len(ranked) == 2, ranked
+        served = serving_client.predict(client, "vae", "sample", inputs={{"num_samples": 2, "seed": 1}})
+        assert served.outputs["images"].shape == (2, 28, 28, 1)
+        print(sorted(m for m in ("tensorflow", "keras", "google.protobuf", "pandas") if m in sys.modules))
+    """)
+    before = len(server.requests)
+    completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                               cwd=ROOT, timeout=120, env=QUIET_ENV)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip().splitlines()[-1] == "[]"
+    # it did talk to the server: status, metadata and predict for each model
+    assert len(server.requests) - before == 6
+
+
+def test_help_answers_without_loading_tensorflow_or_numpy():
+    program = ("import sys; from scripts import serve_client\n"
+               "try:\n    serve_client.main(['recommend', '--help'])\nexcept SystemExit:\n    pass\n"
+               "print(sorted(m for m in ('tensorflow', 'numpy') if m in sys.modules))")
+    completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                               cwd=ROOT, timeout=60, env=QUIET_ENV)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "--like-threshold" in completed.stdout
+    assert completed.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_predict_sends_idx_images_and_reports_reconstruction_error(exports, server, tmp_path, capsys):
@@ -351,9 +450,9 @@ def test_model_message_keeps_the_assertion_text_only():
     error = ("Graph execution error:\n\nDetected at node assert_equal_1/Assert defined at ...\n"
              "assertion failed: [ratings must be -1 (missing), 0 (dislike) or 1 (like)] "
              "[Condition x == y did not hold element-wise:] [x (All:0) = ] [0]\n\t [[{{node x}}]]")
-    assert serve_client.model_message(error) == "ratings must be -1 (missing), 0 (dislike) or 1 (like)"
-    assert serve_client.model_message("assertion failed: [k must be at least 1]") == "k must be at least 1"
-    assert serve_client.model_message("Servable not found\nfor request") == "Servable not found for request"
+    assert serving_client.model_message(error) == "ratings must be -1 (missing), 0 (dislike) or 1 (like)"
+    assert serving_client.model_message("assertion failed: [k must be at least 1]") == "k must be at least 1"
+    assert serving_client.model_message("Servable not found\nfor request") == "Servable not found for request"
 
 
 def test_unknown_model_and_missing_signature_are_one_line_errors(exports, server, capsys):
@@ -385,7 +484,7 @@ def test_a_refused_connection_is_one_line(exports, capsys):
 
 def test_movie_table_of_another_export_is_refused(exports, server, tmp_path, capsys):
     table = tmp_path / "movies.tsv"
-    rbm_train.write_movie_table(table, [1, 2, 3], ["a", "b", "c"])
+    write_movie_table(table, [1, 2, 3], ["a", "b", "c"])
     code, _, err = run_script(serve_client.main, ["recommend", "--server", server.url, "--movies", table,
                                "--ratings", "1:5"], capsys)
     assert_one_line_error(code, err, "takes 6 movies but the movie table has 3")
@@ -395,9 +494,9 @@ def test_movie_table_of_another_export_is_refused(exports, server, tmp_path, cap
 
 def test_grpc_predict_request_carries_typed_tensors(exports):
     pytest.importorskip("tensorflow_serving.apis.predict_pb2")
-    signature = _run.read_signatures(exports["rbm"])["recommend"]
+    signature = read_signatures(exports["rbm"])["recommend"]
     ratings = np.array([[1, -1, 0, -1, -1, 1]], np.float32)
-    request = serve_client.predict_request("rbm", "recommend", {"ratings": ratings, "k": 4},
+    request = serving_client.predict_request("rbm", "recommend", {"ratings": ratings, "k": 4},
                                            signature, version=2)
     assert request.model_spec.name == "rbm"
     assert request.model_spec.signature_name == "recommend"
@@ -481,6 +580,7 @@ def test_grpc_recommend_matches_rest(exports, server, capsys):
 
 def test_grpc_support_is_imported_only_when_asked_for(tmp_path):
     program = ("import sys; from scripts import serve_client; serve_client.build_parser(); "
+               "from pipelines import serving_client; serving_client.connect(); "
                "print(sorted(m for m in ('grpc', 'tensorflow_serving') if m in sys.modules))")
     completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
                                cwd=pathlib.Path(__file__).resolve().parents[1], timeout=300,
@@ -494,7 +594,7 @@ def test_grpc_without_tensorflow_serving_api_is_a_one_line_error(exports, monkey
     monkeypatch.setitem(sys.modules, "tensorflow_serving.apis", None)
     code, _, err = run_script(serve_client.main, ["recommend", "--grpc", "127.0.0.1:8500", "--movies", exports["rbm"],
                                "--ratings", "10:5"], capsys)
-    assert_one_line_error(code, err, "--grpc needs the tensorflow-serving-api package")
+    assert_one_line_error(code, err, "grpc needs the tensorflow-serving-api package")
 
 
 def test_grpc_refused_connection_is_one_line(exports, capsys):
