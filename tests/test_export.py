@@ -1,13 +1,15 @@
-"""scripts/export.py (tfm-export) and the export section of scripts/_run.py.
+"""scripts/export.py (tfm-export), every family's export of a training run, and the export
+helpers of pipelines/runs.py.
 
-Every model is exported through its training script's `export_run` (dispatched by tfm-export)
-from a small run directory made here, then checked the way TensorFlow Serving will use it:
-loaded in a fresh Python process (outputs bit-identical to the in-memory model, bad inputs
-refused with the model's own message), and run by TensorFlow's own `saved_model_cli`, which
-like the model server loads the graph into a session.
+Every model is trained for an epoch on tiny data by its family's library (`train_recommender`,
+`train_autoencoder`, `train_dbn`) without an export, exported by tfm-export through the table of
+families, then checked the way TensorFlow Serving will use it: loaded in a fresh Python process
+(outputs bit-identical to the model restored in memory, bad inputs refused with the model's own
+message), and run by TensorFlow's own `saved_model_cli`, which like the model server loads the
+graph into a session.
 """
 
-import dataclasses
+import importlib
 import json
 import os
 import pathlib
@@ -21,21 +23,32 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
+from autoencoders_tf import config as autoencoder_config
 from autoencoders_tf.serving import AutoencoderServing
-from rbm_tf.dbn import ClassifierServing
-from rbm_tf.rbm import RBM
-from rbm_tf.serving import RecommenderServing
-from rbm_tf.training import CDConfig
-from rbm_tf.training import CDTrainer
-from scripts import _run
-from scripts import ae_train
-from scripts import dbn_train
+from autoencoders_tf.training import build_model
+from autoencoders_tf.training import load_autoencoder_run
+from autoencoders_tf.training import train_autoencoder
+from pipelines import runs
+from pipelines.errors import UserError
+from pipelines.image_data import prepare_images
+from pipelines.images import write_idx
+from pipelines.movielens_data import prepare_movielens
+from pipelines.signatures import read_signatures
+from rbm_tf.classifier import ClassifierServing
+from rbm_tf.config import RecommenderConfig
+from rbm_tf.dbn_config import DBNConfig
+from rbm_tf.dbn_training import DBNRun
+from rbm_tf.dbn_training import load_dbn_config
+from rbm_tf.dbn_training import train_dbn
+from rbm_tf.recommender import Recommender
+from rbm_tf.recommender_serving import RecommenderServing
+from rbm_tf.recommender_training import train_recommender
 from scripts import export
-from scripts import rbm_train
+from tests.conftest import planted_ml100k_ratings
 from tests.conftest import run_script
+from tests.conftest import write_ml100k
 
-MOVIES = [(10, "Alpha (1990)"), (20, "Beta (1991)"), (35, "Gamma, The (1992)"),
-          (41, "Delta (1993)"), (57, "Epsilon (1994)"), (68, "Zeta (1995)")]
+NUM_MOVIES = 6
 CODE_SIZE = 2
 # quiet TF's C++ start-up logging in the subprocesses, which otherwise swamps failure output
 QUIET_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
@@ -67,11 +80,12 @@ def autoencoder_signatures(code_size, vae=False):
 # the contract every export is held to: model -> signature -> inputs/outputs -> (dtype, shape)
 EXPECTED_SIGNATURES = {
     "rbm": {
-        "serving_default": {"inputs": {"ratings": spec("float32", [None, len(MOVIES)])},
-                            "outputs": {"like_probability": spec("float32", [None, len(MOVIES)])}},
-        "recommend": {"inputs": {"ratings": spec("float32", [None, len(MOVIES)]), "k": spec("int32", [])},
+        "serving_default": {"inputs": {"ratings": spec("float32", [None, NUM_MOVIES])},
+                            "outputs": {"like_probability": spec("float32", [None, NUM_MOVIES])}},
+        "recommend": {"inputs": {"ratings": spec("float32", [None, NUM_MOVIES]), "k": spec("int32", [])},
                       "outputs": {"movie_indices": spec("int32", [None, None]),
                                   "movie_ids": spec("int64", [None, None]),
+                                  "num_recommended": spec("int32", [None]),
                                   "scores": spec("float32", [None, None])}},
     },
     "dense_autoencoder": autoencoder_signatures(CODE_SIZE),
@@ -91,20 +105,20 @@ RATING_VALUES = re.escape("ratings must be -1 (missing), 0 (dislike) or 1 (like)
 NOT_FLOAT = "expected to be a float tensor but is a int32 tensor"
 IMAGE_SHAPE_MESSAGE = re.escape("images must have shape [batch, 28, 28, 1]")
 IMAGE_RANGE_MESSAGE = re.escape("images must be float32 pixel intensities in [0, 1]")
-RATINGS_SHAPE = re.escape(f"not compatible with expected shape [?,{len(MOVIES)}]")
+RATINGS_SHAPE = re.escape(f"not compatible with expected shape [?,{NUM_MOVIES}]")
 
 
 def rbm_bad_calls():
-    unrated = np.full([1, len(MOVIES)], -1.0, np.float32)
+    unrated = np.full([1, NUM_MOVIES], -1.0, np.float32)
     bad_calls = {}
     for signature, extra in (("serving_default", {}), ("recommend", {"k": np.array(2, np.int32)})):
         for kind, ratings, message in (
-                ("rating-3", np.where(np.arange(len(MOVIES)) == 2, 3.0, unrated), RATING_VALUES),
+                ("rating-3", np.where(np.arange(NUM_MOVIES) == 2, 3.0, unrated), RATING_VALUES),
                 ("rating-half", np.full_like(unrated, 0.5), RATING_VALUES),
                 ("int-ratings", unrated.astype(np.int32), NOT_FLOAT),
-                ("too-wide", np.full([1, len(MOVIES) + 1], -1.0), RATINGS_SHAPE),
-                ("too-narrow", np.full([2, len(MOVIES) - 1], -1.0), RATINGS_SHAPE),
-                ("rank-1", np.full([len(MOVIES)], -1.0), RATINGS_SHAPE)):
+                ("too-wide", np.full([1, NUM_MOVIES + 1], -1.0), RATINGS_SHAPE),
+                ("too-narrow", np.full([2, NUM_MOVIES - 1], -1.0), RATINGS_SHAPE),
+                ("rank-1", np.full([NUM_MOVIES], -1.0), RATINGS_SHAPE)):
             if ratings.dtype == np.float64:
                 ratings = ratings.astype(np.float32)
             bad_calls[f"{signature}-{kind}"] = (signature, {"ratings": ratings, **extra}, message)
@@ -158,38 +172,18 @@ class ExportCase:
         self.calls = calls  # {signature: (inputs {name: np.ndarray}, expected {name: np.ndarray})}
         # {label: (signature, inputs, regex the error must match)}
         self.bad_calls = bad_calls
-
-
-def randomize(variables, seed):
-    """Distinct weights, so that a restore which silently restored nothing is caught."""
-    for number, variable in enumerate(variables):
-        variable.assign(tf.random.stateless_normal(variable.shape, seed=[seed, number], stddev=0.3))
+        self.movies = None  # the recommender's [(movie_id, title)]
 
 
 def numpy_outputs(function, inputs):
     return {name: t.numpy() for name, t in function(**inputs).items()}
 
 
-def rbm_case(root):
-    """A trained-looking RBM run (rbm-train's checkpoint layout) exported with tfm-export."""
-    rbm = RBM(len(MOVIES), 4, "pair", seed=3)
-    randomize([rbm.weights, rbm.visible_bias, rbm.hidden_bias], seed=11)
-    trainer = CDTrainer(rbm, CDConfig(), batch_size=4)
-    run = _run.RunDirectory(root / "rbm")
-    rbm_train.write_movie_table(run.path / rbm_train.MOVIE_TABLE, [m for m, _ in MOVIES],
-                                [t for _, t in MOVIES])
-    run.write_config({"model": "rbm", "script": "rbm_train", "num_movies": len(MOVIES),
-                      "hidden": 4, "visible": "pair", "like_threshold": 3.0})
-    checkpoint = tf.train.Checkpoint(trainer=trainer, epoch=tf.Variable(3, dtype=tf.int64))
-    run.checkpoint_manager(checkpoint).save(checkpoint_number=3)
-
-    module = RecommenderServing(rbm, [m for m, _ in MOVIES])
-    ratings = np.array([[1, -1, 0, -1, -1, 1], [-1, -1, -1, -1, -1, -1], [0, 0, 1, 1, -1, -1]],
-                       np.float32)
-    k = np.array(3, np.int32)
-    calls = {"serving_default": {"ratings": ratings}, "recommend": {"ratings": ratings, "k": k}}
-    functions = {"serving_default": module.like_probability, "recommend": module.recommend}
-    return finish_case("rbm", run.path, functions, calls)
+def assert_trained(restored, fresh):
+    """The restored weights are not the initial ones, so that a restore which silently restored
+    nothing (and would export an untrained model) is caught."""
+    assert len(restored) == len(fresh)
+    assert any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(restored, fresh))
 
 
 def finish_case(name, run_dir, functions, calls):
@@ -201,22 +195,51 @@ def finish_case(name, run_dir, functions, calls):
     return ExportCase(name, export_dir, expected, BAD_CALLS[name])
 
 
+def rbm_case(root):
+    """A recommender run of one epoch on a planted six-movie MovieLens, exported by tfm-export."""
+    write_ml100k(root / "raw" / "ml-100k", planted_ml100k_ratings(num_users=30, num_movies=NUM_MOVIES))
+    data = prepare_movielens("ml-100k", root / "raw", root / "movielens", split="u1")
+    config = RecommenderConfig(hidden=4, epochs=1, batch_size=4, seed=3)
+    run_dir = root / "rbm"
+    train_recommender(data, run_dir, config, export=False)
+
+    model = Recommender.restore(run_dir)
+    assert_trained(model.rbm.variables, Recommender(NUM_MOVIES, config).rbm.variables)
+    module = RecommenderServing(model.rbm, model.movie_ids)
+    ratings = np.array([[1, -1, 0, -1, -1, 1], [-1, -1, -1, -1, -1, -1], [0, 0, 1, 1, -1, -1]],
+                       np.float32)
+    k = np.array(3, np.int32)
+    calls = {"serving_default": {"ratings": ratings}, "recommend": {"ratings": ratings, "k": k}}
+    functions = {"serving_default": module.like_probability, "recommend": module.recommend}
+    case = finish_case("rbm", run_dir, functions, calls)
+    case.movies = list(zip(data.movie_ids, data.movie_titles))
+    return case
+
+
 TEST_IMAGES = tf.random.stateless_uniform([3, 28, 28, 1], seed=[5, 6]).numpy()
 
 
-def autoencoder_case(root, model, export_name, **settings):
-    """A tiny ae-train run of `model` (ae-train's checkpoint layout) exported with tfm-export."""
-    config = ae_train.AutoencoderConfig(model=model, epochs=1, **settings)
-    trained = ae_train.compiled_model(config)
-    trained(TEST_IMAGES)
-    randomize(trained.trainable_variables, seed=7)
-    run = _run.RunDirectory(root / model)
-    run.write_config({"model": model, "script": "ae_train", "dataset": "mnist",
-                      **dataclasses.asdict(config)})
-    checkpoint = tf.train.Checkpoint(model=trained, optimizer=trained.optimizer,
-                                     epoch=tf.Variable(1, dtype=tf.int64))
-    run.checkpoint_manager(checkpoint).save(checkpoint_number=1)
+def write_tiny_mnist(directory, num_train=40, num_test=20, seed=0):
+    """The four IDX files of a tiny random 'MNIST' with labels 0..9."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for prefix, count in (("train", num_train), ("t10k", num_test)):
+        write_idx(directory / f"{prefix}-images-idx3-ubyte.gz",
+                  rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8))
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", (np.arange(count) % 10).astype(np.uint8))
+    return directory
 
+
+def autoencoder_case(root, images, model, export_name, **settings):
+    """An autoencoder run of one epoch on the tiny images, exported by tfm-export."""
+    config = autoencoder_config.AutoencoderConfig(model=model, epochs=1, batch_size=20, **settings)
+    run_dir = root / model
+    train_autoencoder(config, images, run_dir, export=False)
+
+    trained = load_autoencoder_run(run_dir)
+    fresh = build_model(config)
+    fresh(TEST_IMAGES)
+    assert_trained(trained.weights, fresh.weights)
     module = AutoencoderServing(trained)
     code_size = EXPECTED_SIGNATURES[export_name]["decode"]["inputs"]["code"][1][1]
     codes = tf.random.stateless_normal([3, code_size], seed=[8, 9]).numpy()
@@ -227,36 +250,43 @@ def autoencoder_case(root, model, export_name, **settings):
     if model == "vae":
         calls["sample"] = {"num_samples": np.array(4, np.int32), "seed": np.array(3, np.int32)}
         functions["sample"] = module.sample
-    return finish_case(export_name, run.path, functions, calls)
+    return finish_case(export_name, run_dir, functions, calls)
 
 
-def dbn_case(root):
-    """A tiny dbn-train run (its one-object checkpoint) with a fine-tuned classifier, exported."""
-    config = dbn_train.DBNConfig(hidden=(8,), pretrain_epochs=0, finetune_epochs=1)
-    dbn_run = dbn_train.DBNRun(config)
-    classifier = dbn_run.classifiers["dbn"]
-    randomize(classifier.trainable_variables, seed=5)
-    dbn_run.epochs_done["dbn"].assign(1)
-    run = _run.RunDirectory(root / "dbn")
-    run.write_config({"model": "dbn", "script": "dbn_train", **dataclasses.asdict(config),
-                      "hidden": list(config.hidden)})
-    run.checkpoint_manager(dbn_run.checkpoint()).save(checkpoint_number=1)
-    module = ClassifierServing(classifier)
+def dbn_case(root, images):
+    """A DBN run (no pre-training, one fine-tuning epoch) exported by tfm-export.
+
+    The in-memory classifier is restored as a resumed run restores everything it trained, not
+    the way the export restores only the classifier.
+    """
+    config = DBNConfig(hidden=(8,), pretrain_epochs=0, finetune_epochs=1, batch_size=20, gibbs_steps=1)
+    run_dir = root / "dbn"
+    train_dbn(config, images, run_dir, export=False)
+
+    models = DBNRun(load_dbn_config(run_dir))
+    fresh = [variable.numpy() for variable in models.classifiers["dbn"].weights]
+    tf.train.Checkpoint(**models.trackables()).restore(
+        runs.RunDirectory(run_dir).checkpoint_to_export()).assert_existing_objects_matched()
+    assert_trained(models.classifiers["dbn"].weights, fresh)
+    module = ClassifierServing(models.classifiers["dbn"])
     calls = {"serving_default": {"images": TEST_IMAGES}}
-    return finish_case("dbn", run.path, {"serving_default": module.classify}, calls)
+    return finish_case("dbn", run_dir, {"serving_default": module.classify}, calls)
 
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
+    images = prepare_images("mnist", root / "images", write_tiny_mnist(root / "raw" / "mnist"))
     built = [
         rbm_case(root),
-        autoencoder_case(root, "dense", "dense_autoencoder", hidden_units=(8,), code_size=CODE_SIZE),
-        autoencoder_case(root, "conv", "conv_autoencoder"),
-        autoencoder_case(root, "denoising", "denoising_autoencoder", architecture="dense",
+        autoencoder_case(root, images, "dense", "dense_autoencoder", hidden_units=(8,),
+                         code_size=CODE_SIZE),
+        autoencoder_case(root, images, "conv", "conv_autoencoder"),
+        autoencoder_case(root, images, "denoising", "denoising_autoencoder", architecture="dense",
                          hidden_units=(8,), code_size=CODE_SIZE),
-        autoencoder_case(root, "vae", "vae", vae_hidden=8, latent_dim=CODE_SIZE),
-        dbn_case(root),
+        autoencoder_case(root, images, "vae", "vae", vae_hidden=8, latent_dim=CODE_SIZE,
+                         iw_samples=2),
+        dbn_case(root, images),
     ]
     return {case.name: case for case in built}
 
@@ -308,7 +338,7 @@ def cli_results(cases, tmp_path_factory):
                          "--inputs=" + ";".join(f"{name}={folder / name}.npy" for name in inputs)])
     # and one refused input, run as the server would run it: in a session
     bad_ratings = root / "bad_ratings.npy"
-    np.save(bad_ratings, np.full([1, len(MOVIES)], 2.0, np.float32))
+    np.save(bad_ratings, np.full([1, NUM_MOVIES], 2.0, np.float32))
     keys.append(("rbm", "bad-ratings"))
     plan.append(["run", f"--dir={cases['rbm'].export_dir}", "--tag_set=serve",
                  "--signature_def=serving_default", f"--inputs=ratings={bad_ratings}"])
@@ -320,7 +350,7 @@ def cli_results(cases, tmp_path_factory):
             for key, result in zip(keys, json.loads(results_path.read_text()))}
 
 
-# -- _run.export_versioned -------------------------------------------------------------------------
+# -- pipelines.runs.export_versioned ---------------------------------------------------------------------
 
 def write_marker(path, text):
     pathlib.Path(path).mkdir()
@@ -328,13 +358,13 @@ def write_marker(path, text):
 
 
 def test_export_versioned_counts_up_and_never_overwrites(tmp_path):
-    first = _run.export_versioned(tmp_path, "m", lambda p: write_marker(p, "one"))
-    second = _run.export_versioned(tmp_path, "m", lambda p: write_marker(p, "two"))
+    first = runs.export_versioned(tmp_path, "m", lambda p: write_marker(p, "one"))
+    second = runs.export_versioned(tmp_path, "m", lambda p: write_marker(p, "two"))
     assert (first.name, second.name) == ("1", "2")
     assert (first / "saved_model.pb").read_text() == "one"
     (tmp_path / "m" / "9").mkdir()
     (tmp_path / "m" / "9" / "keep").write_text("nine")
-    assert _run.export_versioned(tmp_path, "m", lambda p: write_marker(p, "x")).name == "10"
+    assert runs.export_versioned(tmp_path, "m", lambda p: write_marker(p, "x")).name == "10"
     assert (tmp_path / "m" / "9" / "keep").read_text() == "nine"
     # nothing but versions is left behind: TF Serving would try to load any all-digit directory
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1", "10", "2", "9"]
@@ -346,12 +376,12 @@ def test_export_versioned_leaves_nothing_when_the_writer_fails(tmp_path):
         raise RuntimeError("disk full")
 
     with pytest.raises(RuntimeError):
-        _run.export_versioned(tmp_path, "m", fail)
+        runs.export_versioned(tmp_path, "m", fail)
     assert list((tmp_path / "m").iterdir()) == []
 
 
 def test_export_versioned_takes_the_next_number_when_another_export_wins_the_race(tmp_path, monkeypatch):
-    real = _run.existing_versions
+    real = runs.existing_versions
     calls = []
 
     def stale_then_real(model_base):
@@ -362,8 +392,8 @@ def test_export_versioned_takes_the_next_number_when_another_export_wins_the_rac
             return []
         return real(model_base)
 
-    monkeypatch.setattr(_run, "existing_versions", stale_then_real)
-    ours = _run.export_versioned(tmp_path, "m", lambda p: write_marker(p, "ours"))
+    monkeypatch.setattr(runs, "existing_versions", stale_then_real)
+    ours = runs.export_versioned(tmp_path, "m", lambda p: write_marker(p, "ours"))
     assert ours.name == "2" and (ours / "saved_model.pb").read_text() == "ours"
     assert (tmp_path / "m" / "1" / "saved_model.pb").read_text() == "theirs"
 
@@ -372,9 +402,9 @@ def test_find_exports_accepts_version_model_base_and_run_directories(cases):
     version = cases["rbm"].export_dir
     model_dir, base, run_dir = version.parent, version.parent.parent, version.parent.parent.parent
     for path in (version, model_dir, base, run_dir):
-        assert _run.find_exports(path) == [version]
-    with pytest.raises(_run.UserError, match="no SavedModel"):
-        _run.find_exports(run_dir / "checkpoints")
+        assert runs.find_exports(path) == [version]
+    with pytest.raises(UserError, match="no SavedModel"):
+        runs.find_exports(run_dir / "checkpoints")
 
 
 # -- every export: signatures, fresh process, saved_model_cli -----------------------------------------
@@ -384,14 +414,14 @@ def test_export_has_named_signatures_with_the_documented_inputs_and_outputs(case
     case = cases[model]
     assert (case.export_dir / "saved_model.pb").is_file()
     assert (case.export_dir / "variables" / "variables.index").is_file()
-    assert _run.read_signatures(case.export_dir) == EXPECTED_SIGNATURES[model]
+    assert read_signatures(case.export_dir) == EXPECTED_SIGNATURES[model]
 
 
 def test_recommender_export_ships_its_movie_table(cases):
     table = cases["rbm"].export_dir / "assets" / "movies.tsv"
     lines = table.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "index\tmovie_id\ttitle"
-    assert lines[1:] == [f"{i}\t{m}\t{t}" for i, (m, t) in enumerate(MOVIES)]
+    assert lines[1:] == [f"{i}\t{m}\t{t}" for i, (m, t) in enumerate(cases["rbm"].movies)]
 
 
 @pytest.fixture(scope="module")
@@ -513,12 +543,28 @@ def test_list_shows_each_signature_with_input_and_output_dtypes_and_shapes(cases
     recommend = lines.index(["signature", "'recommend'"])
     default = lines.index(["signature", "'serving_default'"])
     assert lines[recommend + 1:default] == [
-        ["inputs:"], ["k", "int32", "[]"], ["ratings", "float32", f"[-1,", f"{len(MOVIES)}]"],
+        ["inputs:"], ["k", "int32", "[]"], ["ratings", "float32", "[-1,", f"{NUM_MOVIES}]"],
         ["outputs:"], ["movie_ids", "int64", "[-1,", "-1]"], ["movie_indices", "int32", "[-1,", "-1]"],
-        ["scores", "float32", "[-1,", "-1]"]]
+        ["num_recommended", "int32", "[-1]"], ["scores", "float32", "[-1,", "-1]"]]
     assert lines[default + 1:] == [
-        ["inputs:"], ["ratings", "float32", "[-1,", f"{len(MOVIES)}]"],
-        ["outputs:"], ["like_probability", "float32", "[-1,", f"{len(MOVIES)}]"]]
+        ["inputs:"], ["ratings", "float32", "[-1,", f"{NUM_MOVIES}]"],
+        ["outputs:"], ["like_probability", "float32", "[-1,", f"{NUM_MOVIES}]"]]
+
+
+def test_the_table_exports_every_model_the_families_train():
+    assert set(export.EXPORTERS) == {"rbm", "dbn", *autoencoder_config.MODELS}
+    for model, (module, function) in export.EXPORTERS.items():
+        assert callable(getattr(importlib.import_module(module), function)), model
+
+
+def exported_in_metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())["final"]["export"]
+
+
+@pytest.mark.parametrize("model", sorted(EXPECTED_SIGNATURES))
+def test_the_export_is_noted_in_the_runs_metrics(cases, model):
+    export_dir = cases[model].export_dir
+    assert exported_in_metrics(export_dir.parents[2]) == str(export_dir)
 
 
 def test_reexport_from_the_checkpoint_writes_the_next_version(cases, tmp_path, capsys):
@@ -528,32 +574,28 @@ def test_reexport_from_the_checkpoint_writes_the_next_version(cases, tmp_path, c
     assert out.splitlines()[0] == f"exported {tmp_path / 'served' / 'rbm' / '1'}"
     code, out, _ = run_script(export.main, [run_dir, "--export-base", tmp_path / "served"], capsys)
     assert out.splitlines()[0].endswith(str(pathlib.Path("served") / "rbm" / "2"))
-    assert _run.read_signatures(tmp_path / "served" / "rbm" / "2") == EXPECTED_SIGNATURES["rbm"]
+    assert read_signatures(tmp_path / "served" / "rbm" / "2") == EXPECTED_SIGNATURES["rbm"]
+    assert exported_in_metrics(run_dir) == str(tmp_path / "served" / "rbm" / "2")
 
 
 def test_user_errors_are_one_line_with_exit_code_2(cases, tmp_path, capsys):
     run_dir = cases["rbm"].export_dir.parents[2]
-    no_checkpoint = tmp_path / "fresh"
-    no_checkpoint.mkdir()
-    (no_checkpoint / "run_config.json").write_text(json.dumps({"model": "rbm", "script": "rbm_train"}))
-    unknown = tmp_path / "unknown"
-    unknown.mkdir()
-    (unknown / "run_config.json").write_text(json.dumps({"model": "x", "script": "no_such_train"}))
-    unnamed = tmp_path / "unnamed"
-    unnamed.mkdir()
-    (unnamed / "run_config.json").write_text(json.dumps({"model": "x"}))
-    not_a_script = tmp_path / "not_a_script"
-    not_a_script.mkdir()
-    (not_a_script / "run_config.json").write_text(json.dumps({"script": "_run"}))
+
+    def run_with_config(name, config):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run_config.json").write_text(json.dumps(config))
+        return tmp_path / name
+
+    known = "rbm, dbn, dense, conv, denoising, vae"
     expected = {
         (tmp_path / "missing",): "does not exist",
         (tmp_path,): "is not a run directory",
-        (no_checkpoint,): "holds no checkpoint",
-        (unknown,): "unknown training script 'no_such_train'",
-        (unnamed,): "names no training script",
-        (not_a_script,): "cannot export",
+        (run_with_config("fresh", {"model": "rbm"}),): "holds no checkpoint",
+        (run_with_config("unknown", {"model": "x"}),): f"does not know model 'x' (it exports {known})",
+        (run_with_config("unnamed", {"script": "rbm_train"}),): f"names no model (tfm-export exports {known})",
+        (run_with_config("not_a_name", {"model": ["rbm"]}),): "does not know model ['rbm']",
         ("--list", tmp_path / "missing"): "does not exist",
-        ("--list", unknown): "no SavedModel",
+        ("--list", tmp_path / "unknown"): "no SavedModel",
         ("--list", run_dir, "--export-base", tmp_path): "--list reads PATH only",
     }
     for argv, message in expected.items():
@@ -561,3 +603,14 @@ def test_user_errors_are_one_line_with_exit_code_2(cases, tmp_path, capsys):
         assert code == 2, (argv, out, err)
         assert len(err.strip().splitlines()) == 1 and message in err, (argv, err)
     assert not (tmp_path / "missing").exists()
+
+
+def test_help_answers_without_loading_tensorflow():
+    program = ("import sys; from scripts import export\n"
+               "try:\n    export.main(['--help'])\nexcept SystemExit:\n    pass\n"
+               "print(sorted(m for m in ('tensorflow', 'rbm_tf', 'autoencoders_tf') if m in sys.modules))")
+    completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                               cwd=pathlib.Path(__file__).resolve().parents[1], timeout=60, env=QUIET_ENV)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "--export-base" in completed.stdout
+    assert completed.stdout.strip().splitlines()[-1] == "[]"
