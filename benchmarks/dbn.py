@@ -4,7 +4,7 @@
         --fashion-dir ../shared/data/fashion-mnist --run-root /tmp/dbn-bench \\
         [--pretrain-epochs 10 --finetune-epochs 30 --datasets mnist,fashion_mnist]
 
-For each data set this runs dbn-train's `train_and_evaluate` with the default settings and the
+For each data set this runs `rbm_tf.train_dbn` (what dbn-train runs) with the default settings and the
 given epochs into RUN_ROOT/<dataset> (kept, with plots and exports). A run directory that already
 holds a run (say from `dbn-train --run-dir RUN_ROOT/mnist`) is resumed with its own settings
 instead, which for a finished run only reads its numbers. Then it reports, per RBM, seconds per
@@ -23,11 +23,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from benchmarks.rbm_speed import cd_step_flops  # noqa: E402
 from benchmarks.rbm_speed import matmul_gflops  # noqa: E402
-from pipelines import datasets  # noqa: E402
-from scripts import _run  # noqa: E402
-from scripts import dbn_train  # noqa: E402
-from scripts.dbn_train import CLASSIFIERS  # noqa: E402
-from scripts.dbn_train import DBNConfig  # noqa: E402
+from pipelines.image_data import prepare_images  # noqa: E402
+from pipelines.runs import RunDirectory  # noqa: E402
+from rbm_tf.dbn_config import CLASSIFIERS  # noqa: E402
+from rbm_tf.dbn_config import DBNConfig  # noqa: E402
+from rbm_tf.dbn_training import load_dbn_config  # noqa: E402
+from rbm_tf.dbn_training import train_dbn  # noqa: E402
 
 RAW_DIR_FLAGS = {"mnist": "--mnist-dir", "fashion_mnist": "--fashion-dir"}
 
@@ -48,7 +49,7 @@ def summarise(dataset, result, config, num_train):
     epochs = result["epochs"]
     rows = {"dataset": dataset, "layers": []}
     for layer in range(len(config.hidden)):
-        seconds = [r["seconds"] for r in epochs if r.get("layer") == layer + 1]
+        seconds = [r["seconds"] for r in epochs if r["phase"] == f"pretrain_layer_{layer + 1}"]
         if not seconds:
             continue
         mean_seconds = sum(seconds) / len(seconds)
@@ -56,11 +57,13 @@ def summarise(dataset, result, config, num_train):
         rows["layers"].append({
             "layer": f"{config.layer_sizes[layer]}-{config.layer_sizes[layer + 1]}",
             "seconds_per_epoch": round(mean_seconds, 2), "gflops": round(gflops, 2)})
+    final = result["final"]
     for name in CLASSIFIERS:
-        seconds = [r["seconds"] for r in epochs if r.get("classifier") == name]
+        seconds = [r["seconds"] for r in epochs if r["phase"] == f"classifier_{name}"]
         mean_seconds = sum(seconds) / len(seconds)
         gflops = fine_tuning_flops_per_example(config.layer_sizes) * num_train / mean_seconds / 1e9
-        rows[name] = {"test_error": result["final"][f"{name}_test_error"],
+        test_error = final["test_error"] if name == "dbn" else final["baselines"][name]["test_error"]
+        rows[name] = {"test_error": test_error,
                       "seconds_per_epoch": round(mean_seconds, 2), "gflops": round(gflops, 2)}
     rows["total_minutes"] = round(result["final"]["total_seconds"] / 60, 1)
     return rows
@@ -104,18 +107,16 @@ def main(argv=None):
     summaries, config = [], None
     machine_gflops = matmul_gflops(2048, 2048, 2048)
     for dataset in names:
-        run_dir = _run.RunDirectory(args.run_root / dataset)
+        run_dir = RunDirectory(args.run_root / dataset)
         resume = run_dir.has_checkpoint()
         if resume:
-            config = dbn_train.config_from_run(run_dir.read_config())
+            config = load_dbn_config(run_dir.path)
         else:
             config = DBNConfig(dataset=dataset, pretrain_epochs=args.pretrain_epochs,
                                finetune_epochs=args.finetune_epochs)
-        result = dbn_train.train_and_evaluate(config, args.run_root / "data", run_dir.path,
-                                              raw_dir=raw_dirs[dataset], resume=resume,
-                                              export_model=not resume)
-        num_train = datasets.prepared_images(args.run_root / "data", dataset).info.splits["train"].num_examples
-        summaries.append(summarise(dataset, result, config, num_train))
+        data = prepare_images(dataset, args.run_root / "data", raw_dirs[dataset])
+        result = train_dbn(config, data, run_dir.path, resume=resume, export=not resume, log=print)
+        summaries.append(summarise(dataset, result, config, data.num_examples("train")))
     # measured again at the end: the CPU is shared, so the better of the two is the ceiling
     machine_gflops = max(machine_gflops, matmul_gflops(2048, 2048, 2048))
     for row in summaries:

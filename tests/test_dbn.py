@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rbm_tf.classifier import ClassifierServing
+from rbm_tf.classifier import build_classifier
 from rbm_tf.dbn import DBN
-from rbm_tf.dbn import ClassifierServing
-from rbm_tf.dbn import GreedyPretrainer
-from rbm_tf.dbn import build_classifier
 from rbm_tf.dbn import check_layer_sizes
 from rbm_tf.monitoring import binarize
 from rbm_tf.monitoring import pseudo_log_likelihood
+from rbm_tf.pretraining import GreedyPretrainer
 from rbm_tf.rbm import RBM
 from rbm_tf.training import CDConfig
 

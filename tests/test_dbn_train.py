@@ -1,7 +1,9 @@
-"""dbn-train end to end on a tiny IDX directory: run directory, resume, export, CLI errors."""
+"""A DBN run end to end on a tiny IDX directory (`rbm_tf.dbn_training`): run directory, resume,
+export; and dbn-train's wiring and one-line errors."""
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -9,10 +11,14 @@ import textwrap
 import numpy as np
 import pytest
 
+from pipelines.errors import RunError
+from pipelines.image_data import prepare_images
 from pipelines.images import write_idx
+from rbm_tf.dbn_config import DBNConfig
+from rbm_tf.dbn_training import train_dbn
 from scripts import dbn_train
-from scripts.dbn_train import DBNConfig
 from tests.conftest import fails_with
+from tests.conftest import run_script
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -38,9 +44,8 @@ TINY = DBNConfig(hidden=(16, 8), pretrain_epochs=2, finetune_epochs=2, batch_siz
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("dbn")
-    raw_dir = write_stripe_digits(root / "raw")
-    result = dbn_train.train_and_evaluate(TINY, root / "data", root / "run", raw_dir=raw_dir,
-                                          log=lambda message: None)
+    data = prepare_images("mnist", root / "data", write_stripe_digits(root / "raw"))
+    result = train_dbn(TINY, data, root / "run", log=lambda message: None)
     return root, result
 
 
@@ -52,7 +57,7 @@ def test_a_run_leaves_metrics_plots_checkpoints_and_an_export(finished_run):
     assert (run_dir / "export" / "dbn" / "1" / "saved_model.pb").is_file()
     assert any((run_dir / "tensorboard").iterdir())
     config = json.loads((run_dir / "run_config.json").read_text())
-    assert config["model"] == "dbn" and config["script"] == "dbn_train"
+    assert config["model"] == "dbn" and DBNConfig.from_dict(config) == TINY
     logged = json.loads((run_dir / "metrics.json").read_text())
     phases = [record["phase"] for record in logged["epochs"]]
     assert phases == ["pretrain_layer_1"] * 2 + ["pretrain_layer_2"] * 2 + [
@@ -61,20 +66,27 @@ def test_a_run_leaves_metrics_plots_checkpoints_and_an_export(finished_run):
     for record in logged["epochs"][:4]:
         assert 0 < record["train_reconstruction_error"] < 1
         assert record["test_pseudo_log_likelihood"] < 0
+    assert [record["phase_epoch"] for record in logged["epochs"]] == [1, 2] * 5
     final = logged["final"]
-    for name in ("dbn", "same_init", "modern"):
-        assert 0 <= final[f"{name}_test_error"] <= 1
+    assert final == result["final"]
+    assert set(final["baselines"]) == {"same_init", "modern"}
+    for numbers in (final, *final["baselines"].values()):
+        assert 0 <= numbers["test_error"] <= 1
+        assert numbers["test_error"] == pytest.approx(1 - numbers["test_accuracy"])
+    assert final["test_error"] == logged["epochs"][5]["test_error"]
+    assert final["baselines"]["modern"]["test_error"] == logged["epochs"][-1]["test_error"]
+    assert final["layer_2_test_pseudo_log_likelihood"] == logged["epochs"][3]["test_pseudo_log_likelihood"]
     assert final["lowest_test_error"] in ("dbn", "same_init", "modern")
     # four classes of bright bands: the pre-trained network must beat chance (0.75 error)
-    assert final["dbn_test_error"] < 0.5
+    assert final["test_error"] < 0.5
 
 
 SERVE = textwrap.dedent("""
     import pathlib, sys
     import numpy as np
     import tensorflow as tf
-    from scripts.dbn_train import export_run
-    path = export_run(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]))
+    from rbm_tf.dbn_training import export_dbn_run
+    path = export_dbn_run(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]))
     served = tf.saved_model.load(str(path)).signatures["serving_default"]
     images = np.zeros([3, 28, 28, 1], np.float32)
     images[:, 7:14] = 1.0
@@ -103,7 +115,7 @@ def test_export_run_rebuilds_the_classifier_in_a_fresh_process(finished_run, tmp
 
 
 def test_an_interrupted_run_resumes_without_redoing_finished_epochs(tmp_path):
-    raw_dir = write_stripe_digits(tmp_path / "raw")
+    data = prepare_images("mnist", tmp_path / "data", write_stripe_digits(tmp_path / "raw"))
     messages = []
 
     def interrupt_in_fine_tuning(message):
@@ -112,13 +124,11 @@ def test_an_interrupted_run_resumes_without_redoing_finished_epochs(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        dbn_train.train_and_evaluate(TINY, tmp_path / "data", tmp_path / "run", raw_dir=raw_dir,
-                                     export_model=False, log=interrupt_in_fine_tuning)
+        train_dbn(TINY, data, tmp_path / "run", export=False, log=interrupt_in_fine_tuning)
     before = json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"]
     assert len(before) == 5
     resumed = []
-    result = dbn_train.train_and_evaluate(TINY, tmp_path / "data", tmp_path / "run",
-                                          resume=True, export_model=False, log=resumed.append)
+    result = train_dbn(TINY, data, tmp_path / "run", resume=True, export=False, log=resumed.append)
     assert not any(message.startswith("layer") for message in resumed)
     assert resumed[1].startswith("dbn epoch 2/")
     assert result["epochs"][:5] == before
@@ -140,7 +150,40 @@ def test_resuming_a_run_without_a_checkpoint_is_refused(finished_run, tmp_path):
     root, _ = finished_run
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "run_config.json").write_text((root / "run" / "run_config.json").read_text())
-    with pytest.raises(dbn_train._run.UserError, match="holds no checkpoint"):
-        dbn_train.train_and_evaluate(TINY, root / "data", tmp_path / "run", resume=True)
-    with pytest.raises(dbn_train._run.UserError, match="already holds a training run"):
-        dbn_train.train_and_evaluate(TINY, root / "data", root / "run")
+    data = prepare_images("mnist", root / "data")
+    with pytest.raises(RunError, match="holds no checkpoint"):
+        train_dbn(TINY, data, tmp_path / "run", resume=True)
+    with pytest.raises(RunError, match="already holds a training run"):
+        train_dbn(TINY, data, root / "run")
+
+
+def test_resume_keeps_the_stored_settings_and_takes_more_epochs_when_asked(finished_run, tmp_path, capsys):
+    root, _ = finished_run
+    shutil.copytree(root / "run", tmp_path / "run")
+    code, out, _ = run_script(dbn_train.main, [
+        "--data-dir", root / "data", "--run-dir", tmp_path / "run", "--resume", "--no-export",
+        "--finetune-epochs", "3", "--layers", "5", "--learning-rate", "0.9"], capsys)
+    assert code == 0
+    assert "final test error: dbn " in out
+    logged = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    # the first ten epochs stay; each classifier continues with its third epoch, numbered on
+    assert logged["epochs"][:10] == finished_run[1]["epochs"]
+    continued = [(record["epoch"], record["phase"], record["phase_epoch"]) for record in logged["epochs"][10:]]
+    assert continued == [(11, "classifier_dbn", 3), (12, "classifier_same_init", 3), (13, "classifier_modern", 3)]
+    stored = DBNConfig.from_dict(json.loads((tmp_path / "run" / "run_config.json").read_text()))
+    assert stored.hidden == (16, 8) and stored.learning_rate == 0.1 and stored.finetune_epochs == 3
+    # without the flag a resume continues to the stored counts: nothing left to train
+    code, _, _ = run_script(dbn_train.main, ["--data-dir", root / "data", "--run-dir", tmp_path / "run",
+                                             "--resume", "--no-export"], capsys)
+    assert code == 0
+    assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"]) == 13
+
+
+def test_resume_refuses_other_settings_and_pretraining_below_a_finished_phase(finished_run, tmp_path):
+    root, _ = finished_run
+    shutil.copytree(root / "run", tmp_path / "run")
+    data = prepare_images("mnist", root / "data")
+    with pytest.raises(RunError, match="started with learning_rate 0.1"):
+        train_dbn(DBNConfig(**{**TINY.to_dict(), "learning_rate": 0.2}), data, tmp_path / "run", resume=True)
+    with pytest.raises(RunError, match="pretrain_epochs can grow only while pre-training"):
+        train_dbn(DBNConfig(**{**TINY.to_dict(), "pretrain_epochs": 3}), data, tmp_path / "run", resume=True)
