@@ -124,8 +124,8 @@ def add_run_arguments(parser):
                         help="where checkpoints, metrics, pictures and the export go")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --run-dir from its last checkpoint, with the "
-                             "settings it was started with (and its epoch count unless --epochs "
-                             "is given)")
+                             "settings it was started with, to its own number of epochs unless "
+                             "a new one is given")
     parser.add_argument("--no-export", action="store_true", help="skip the SavedModel export")
 
 

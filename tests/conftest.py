@@ -1,7 +1,9 @@
-"""Shared test helpers: a small ML-100K directory written in the test, running a script's main."""
+"""Shared test helpers: small ML-100K and IDX directories written in the test, running a script's main."""
 
 import numpy as np
 import pytest
+
+from pipelines.images import write_idx
 
 
 def planted_ml100k_ratings(num_users=80, num_movies=30, seed=0):
@@ -35,6 +37,20 @@ def write_ml100k(directory, rows, test_fraction=0.2, seed=0):
     (directory / "u.item").write_bytes("".join(
         f"{m}|Movie {m} (199{m % 10})|01-Jan-1995||http://example.invalid|0\n" for m in movies
     ).encode("latin-1"))
+    return directory
+
+
+def write_stripe_digits(directory, num_train=120, num_test=40, seed=0):
+    """The four IDX files of a 4-class 'MNIST': 28x28 images with one bright band per class."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for prefix, count in (("train", num_train), ("t10k", num_test)):
+        labels = rng.integers(0, 4, count).astype(np.uint8)
+        images = (rng.random([count, 28, 28]) * 60).astype(np.uint8)
+        for index, label in enumerate(labels):
+            images[index, 7 * label:7 * label + 7] = 200 + rng.integers(0, 55, [7, 28])
+        write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images)
+        write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", labels)
     return directory
 
 

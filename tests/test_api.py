@@ -2,10 +2,12 @@
 section shows it: prepare the data, train, evaluate, export, reload."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests.conftest import planted_ml100k_ratings
 from tests.conftest import write_ml100k
+from tests.conftest import write_stripe_digits
 
 
 def test_recommender_workflow(tmp_path):
@@ -29,3 +31,24 @@ def test_recommender_workflow(tmp_path):
     served = tf.saved_model.load(str(tmp_path / "export" / "1")).signatures["serving_default"]
     np.testing.assert_array_equal(served(ratings=tf.constant(new_user[np.newaxis]))["like_probability"],
                                   model.predict(new_user[np.newaxis]))
+
+
+def test_dbn_workflow(tmp_path):
+    raw_dir = write_stripe_digits(tmp_path / "mnist")
+
+    from pipelines import prepare_images
+    from rbm_tf import DBNConfig, export_dbn_run, train_dbn
+
+    data = prepare_images("mnist", tmp_path / "data", raw_dir=raw_dir)
+    config = DBNConfig(hidden=(16, 8), pretrain_epochs=2, finetune_epochs=3, batch_size=20,
+                       finetune_learning_rate=0.5, gibbs_steps=3)
+    final = train_dbn(config, data, tmp_path / "run")["final"]
+    second = export_dbn_run(tmp_path / "run")      # the next version, from the checkpoint
+
+    # one bright band per class: the pre-trained network separates them, unlike chance (3/4)
+    assert final["test_error"] < 0.5 and final["test_error"] == 1 - final["test_accuracy"]
+    assert set(final["baselines"]) == {"same_init", "modern"}
+    images, labels = next(iter(data.dataset("test", batch_size=40)))
+    served = tf.saved_model.load(str(second)).signatures["serving_default"]
+    error = np.mean(served(images=images)["class"].numpy() != labels.numpy())
+    assert error == pytest.approx(final["test_error"])

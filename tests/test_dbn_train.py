@@ -13,28 +13,14 @@ import pytest
 
 from pipelines.errors import RunError
 from pipelines.image_data import prepare_images
-from pipelines.images import write_idx
 from rbm_tf.dbn_config import DBNConfig
 from rbm_tf.dbn_training import train_dbn
 from scripts import dbn_train
 from tests.conftest import fails_with
 from tests.conftest import run_script
+from tests.conftest import write_stripe_digits
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def write_stripe_digits(directory, num_train=120, num_test=40, seed=0):
-    """The four IDX files of a 4-class 'MNIST': 28x28 images with one bright band per class."""
-    rng = np.random.default_rng(seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    for prefix, count in (("train", num_train), ("t10k", num_test)):
-        labels = rng.integers(0, 4, count).astype(np.uint8)
-        images = (rng.random([count, 28, 28]) * 60).astype(np.uint8)
-        for index, label in enumerate(labels):
-            images[index, 7 * label:7 * label + 7] = 200 + rng.integers(0, 55, [7, 28])
-        write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images)
-        write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return directory
 
 
 TINY = DBNConfig(hidden=(16, 8), pretrain_epochs=2, finetune_epochs=2, batch_size=20,
