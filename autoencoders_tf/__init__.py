@@ -1,9 +1,53 @@
-"""Keras 3 autoencoders: dense, convolutional, denoising and variational."""
+"""Keras 3 autoencoders (dense, convolutional, denoising, variational) and what trains them.
 
-from autoencoders_tf.base import Autoencoder
-from autoencoders_tf.conv import ConvAutoencoder
-from autoencoders_tf.dense import DenseAutoencoder
-from autoencoders_tf.denoising import DenoisingAutoencoder
-from autoencoders_tf.vae import VAE
+    from pipelines import prepare_images
+    from autoencoders_tf import AutoencoderConfig, train_autoencoder, load_autoencoder_run
 
-__all__ = ["Autoencoder", "ConvAutoencoder", "DenseAutoencoder", "DenoisingAutoencoder", "VAE"]
+    data = prepare_images("mnist", "data", raw_dir="../shared/data/mnist")
+    result = train_autoencoder(AutoencoderConfig(model="vae"), data, "runs/vae")
+    model = load_autoencoder_run("runs/vae")              # the trained Keras model
+    model.evaluate(data.dataset("test", 500), return_dict=True)
+    model.export("serving/vae/1")                          # SavedModel for TF Serving
+
+Names load on first use: importing `autoencoders_tf.config` does not load TensorFlow.
+Keras registers a model class for `keras.saving.load_model` when its module loads: name the
+class first (`from autoencoders_tf import VAE`), since `import autoencoders_tf` loads none.
+"""
+
+import importlib
+
+_EXPORTS = {
+    # the models
+    "Autoencoder": "autoencoders_tf.base",
+    "DenseAutoencoder": "autoencoders_tf.dense",
+    "ConvAutoencoder": "autoencoders_tf.conv",
+    "DenoisingAutoencoder": "autoencoders_tf.denoising",
+    "VAE": "autoencoders_tf.vae",
+    # settings
+    "AutoencoderConfig": "autoencoders_tf.config",
+    "MODELS": "autoencoders_tf.config",
+    "EXPORT_NAMES": "autoencoders_tf.config",
+    # training runs
+    "build_model": "autoencoders_tf.training",
+    "train_autoencoder": "autoencoders_tf.training",
+    "load_autoencoder_run": "autoencoders_tf.training",
+    "export_autoencoder_run": "autoencoders_tf.training",
+    "mean_image_baseline": "autoencoders_tf.training",
+    # serving
+    "AutoencoderServing": "autoencoders_tf.serving",
+    "export_autoencoder": "autoencoders_tf.serving",
+    # figures
+    "latent_scatter": "autoencoders_tf.pictures",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'autoencoders_tf' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__():
+    return __all__

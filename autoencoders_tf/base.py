@@ -7,8 +7,8 @@ each variant overrides only ``compute_losses`` (and, for the VAE, how it encodes
 import keras
 import tensorflow as tf
 
-IMAGE_SHAPE = (28, 28, 1)
-INPUT_RANGES = ("unit", "symmetric")
+from autoencoders_tf.config import INPUT_RANGES
+from autoencoders_tf.config import one_of
 
 
 def images_of(data):
@@ -96,11 +96,21 @@ class Autoencoder(keras.Model):
     def get_config(self):
         return {"input_range": self.input_range, "seed": self.seed, "name": self.name}
 
+    def export(self, filepath):
+        """Write this model as a SavedModel at `filepath` for TensorFlow Serving.
+
+        Replaces Keras's generic ``Model.export``: the SavedModel gets the named, input-checked
+        signatures of `autoencoders_tf.serving.AutoencoderServing` (reconstruct, encode,
+        decode, and the VAE's sample).
+        """
+        from autoencoders_tf.serving import export_autoencoder
+
+        export_autoencoder(self, filepath)
+
 
 def output_activation(input_range):
     """The decoder's last activation for a network working in `input_range`."""
-    if input_range not in INPUT_RANGES:
-        raise ValueError(f"input_range must be one of {', '.join(INPUT_RANGES)}, got {input_range!r}")
+    one_of("input_range", input_range, INPUT_RANGES)
     return "tanh" if input_range == "symmetric" else "sigmoid"
 
 

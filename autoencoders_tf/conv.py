@@ -8,9 +8,9 @@ neither for these strides, so the stack uses ZeroPadding2D(p) + a 'valid' convol
 
 import keras
 
-from autoencoders_tf.base import IMAGE_SHAPE
 from autoencoders_tf.base import Autoencoder
 from autoencoders_tf.base import output_activation
+from pipelines.images import IMAGE_SHAPE
 
 CODE_MAP_SHAPE = (2, 2, 8)
 

@@ -5,11 +5,12 @@ import tensorflow as tf
 
 from autoencoders_tf.base import Autoencoder
 from autoencoders_tf.base import pixel_mse
+from autoencoders_tf.config import ARCHITECTURES
+from autoencoders_tf.config import NOISE_KINDS
+from autoencoders_tf.config import check_noise_level
+from autoencoders_tf.config import one_of
 from autoencoders_tf.conv import conv_coder
 from autoencoders_tf.dense import dense_coder
-
-ARCHITECTURES = ("dense", "conv")
-NOISE_KINDS = ("gaussian", "masking")
 
 
 def corrupt(images, noise, noise_level, seed):
@@ -39,12 +40,9 @@ class DenoisingAutoencoder(Autoencoder):
 
     def __init__(self, architecture="conv", architecture_config=None, noise="gaussian",
                  noise_level=0.5, input_range="symmetric", seed=0, **kwargs):
-        if architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
-        if noise not in NOISE_KINDS:
-            raise ValueError(f"noise must be one of {', '.join(NOISE_KINDS)}, got {noise!r}")
-        if not 0.0 < noise_level <= (1.0 if noise == "masking" else float("inf")):
-            raise ValueError(f"noise level must be positive (at most 1 for masking), got {noise_level}")
+        one_of("architecture", architecture, ARCHITECTURES)
+        one_of("noise", noise, NOISE_KINDS)
+        check_noise_level(noise, noise_level)
         self.architecture = architecture
         self.architecture_config = dict(architecture_config or {})
         self.noise = noise

@@ -4,9 +4,9 @@ import math
 
 import keras
 
-from autoencoders_tf.base import IMAGE_SHAPE
 from autoencoders_tf.base import Autoencoder
 from autoencoders_tf.base import output_activation
+from pipelines.images import IMAGE_SHAPE
 
 
 def dense_coder(hidden_units, code_size, input_range):

@@ -2,32 +2,9 @@
 
 import tensorflow as tf
 
-from autoencoders_tf.base import IMAGE_SHAPE
 from autoencoders_tf.vae import VAE
-
-
-def check_images(images):
-    """Fail with a clear message unless `images` is [batch, 28, 28, 1] with values in [0, 1]."""
-    shape_check = tf.debugging.assert_equal(
-        tf.shape(images)[1:], tf.constant(IMAGE_SHAPE),
-        message="images must have shape [batch, 28, 28, 1]")
-    with tf.control_dependencies([shape_check]):
-        range_check = tf.debugging.assert_equal(
-            tf.reduce_all((images >= 0.0) & (images <= 1.0)), True,
-            message="images must be float32 pixel intensities in [0, 1]")
-    with tf.control_dependencies([range_check]):
-        return tf.ensure_shape(tf.identity(images), (None,) + IMAGE_SHAPE)
-
-
-def check_code(code, code_size):
-    """Fail with a clear message unless `code` is [batch, code_size] of finite numbers.
-
-    Checked inside the graph: TensorFlow Serving feeds a tensor as sent, whatever the
-    signature declares, and a wrong width would otherwise fail deep inside a MatMul.
-    """
-    code = tf.ensure_shape(code, [None, code_size])
-    tf.debugging.assert_all_finite(code, message="code must hold finite numbers")
-    return code
+from pipelines.signatures import check_code
+from pipelines.signatures import check_images
 
 
 class AutoencoderServing(tf.Module):
@@ -80,7 +57,11 @@ class AutoencoderServing(tf.Module):
         return {"images": self.model.sample(num_samples, tf.stack([seed, 0]))}
 
 
-def save_serving(model, path):
-    """Write `model`'s serving signatures as a SavedModel at `path`."""
+def export_autoencoder(model, path):
+    """Write `model`'s serving signatures as a SavedModel at `path` (also `model.export(path)`)."""
     module = AutoencoderServing(model)
     tf.saved_model.save(module, str(path), signatures=module.signatures())
+
+
+# the name tests and the serving client's fixtures use
+save_serving = export_autoencoder

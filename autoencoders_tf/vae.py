@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from autoencoders_tf.base import IMAGE_SHAPE
 from autoencoders_tf.base import Autoencoder
 from autoencoders_tf.base import pixel_mse
+from pipelines.images import IMAGE_SHAPE
 
 LOG_2PI = math.log(2.0 * math.pi)
 

@@ -3,7 +3,7 @@
     python benchmarks/autoencoders.py --mnist-dir ../shared/data/mnist \
         --fashion-dir ../shared/data/fashion-mnist [--epochs 10] [--only dense,vae] [--output results.json]
 
-Trains each configuration with ae-train's own `train_and_evaluate` (run directories in
+Trains each configuration with the library's `train_autoencoder`, as ae-train does (run directories in
 --out-dir, a temporary directory by default) and prints a markdown table for the README:
 the test MSE on [0, 1] beside the mean-image baseline (the denoiser: beside the noisy input's
 MSE), and the VAE's test negative ELBO beside its importance-weighted bound (k = 100), in
@@ -20,10 +20,10 @@ import tempfile
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from scripts import _run  # noqa: E402
-from scripts.ae_train import AutoencoderConfig  # noqa: E402
-from scripts.ae_train import mse_baseline  # noqa: E402
-from scripts.ae_train import train_and_evaluate  # noqa: E402
+from autoencoders_tf import AutoencoderConfig  # noqa: E402
+from autoencoders_tf import train_autoencoder  # noqa: E402
+from pipelines import prepare_images  # noqa: E402
+from pipelines.runs import write_json_atomic  # noqa: E402
 
 STRONGER_DENSE = {"hidden_units": (512, 256), "code_size": 32}
 
@@ -49,11 +49,13 @@ def summarise(name, dataset, result, config):
                    baseline_name=f"IW bound k={k}", baseline=final[f"test_iw_nll_bound_k{k}"],
                    kl=final["test_kl_loss"], test_mse=final["test_mse"])
     else:
-        baseline_key, baseline_name = mse_baseline(config)
-        row.update(metric="test MSE [0,1]", value=final["test_mse"],
-                   baseline_name=baseline_name, baseline=final[baseline_key])
-        if baseline_key != "mean_image_mse":
-            row["mean_image"] = final["mean_image_mse"]
+        baselines = final["baselines"]
+        row.update(metric="test MSE [0,1]", value=final["test_mse"])
+        if "noisy_input" in baselines:  # the denoiser: its own baseline first
+            row.update(baseline_name="noisy input", baseline=baselines["noisy_input"]["test_mse"],
+                       mean_image=baselines["mean_image"]["test_mse"])
+        else:
+            row.update(baseline_name="mean image", baseline=baselines["mean_image"]["test_mse"])
     return row
 
 
@@ -96,16 +98,16 @@ def main(argv=None):
         data_dir = args.data_dir or pathlib.Path(scratch) / "data"
         out_dir = args.out_dir or pathlib.Path(scratch) / "runs"
         for dataset, raw_dir in data_sets:
+            data = prepare_images(dataset, data_dir, raw_dir)
             for name in names:
                 config = AutoencoderConfig(epochs=args.epochs, **CONFIGURATIONS[name][1])
                 run_dir = out_dir / f"{name}-{dataset}"
                 print(f"== {name} on {dataset}: {CONFIGURATIONS[name][0]} -> {run_dir}", flush=True)
-                result = train_and_evaluate(config, dataset, data_dir, run_dir, raw_dir=raw_dir,
-                                            export_model=False, verbose=0,
-                                            log=lambda line: print(line, flush=True))
+                result = train_autoencoder(config, data, run_dir, export=False,
+                                           log=lambda line: print(line, flush=True))
                 rows.append(summarise(name, dataset, result, config))
                 if args.output:
-                    _run.write_json_atomic(args.output, rows)
+                    write_json_atomic(args.output, rows)
     print(markdown(rows))
     return 0
 

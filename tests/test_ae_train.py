@@ -1,4 +1,5 @@
-"""ae-train end to end on tiny IDX files made here: run directory, resume, export, errors."""
+"""Autoencoder training runs (autoencoders_tf.training) and ae-train, end to end on tiny IDX
+files made here: run directory, resume, export, errors."""
 
 import json
 import subprocess
@@ -9,7 +10,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from autoencoders_tf import AutoencoderConfig
+from autoencoders_tf import export_autoencoder_run
+from autoencoders_tf import load_autoencoder_run
+from autoencoders_tf import train_autoencoder
 from pipelines import images
+from pipelines import prepare_images
+from pipelines.errors import RunError
 from scripts import ae_train
 
 
@@ -39,7 +46,7 @@ def test_dense_run_directory_resume_and_export(tmp_path, idx_dir):
     assert train(tmp_path, idx_dir, "--model", "dense", "--epochs", "2") == 0
     run = tmp_path / "run"
     config = json.loads((run / "run_config.json").read_text())
-    assert config["model"] == "dense" and config["script"] == "ae_train"
+    assert config["model"] == "dense"
     assert config["dataset"] == "mnist" and config["hidden_units"] == [128, 64, 12]
     metrics = json.loads((run / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
@@ -51,7 +58,7 @@ def test_dense_run_directory_resume_and_export(tmp_path, idx_dir):
     train_images = images.load_images(idx_dir, "mnist", "train")[0] / 255.0
     test_images = images.load_images(idx_dir, "mnist", "test")[0] / 255.0
     baseline = np.mean((test_images - train_images.mean(axis=0)) ** 2)
-    assert metrics["final"]["mean_image_mse"] == pytest.approx(baseline, rel=1e-5)
+    assert metrics["final"]["baselines"]["mean_image"]["test_mse"] == pytest.approx(baseline, rel=1e-5)
     for name in ("epoch_001.png", "epoch_002.png", "latent_epoch_001.png", "latent_epoch_002.png"):
         assert (run / "images" / name).stat().st_size > 1000
     assert (run / "metrics.png").is_file()
@@ -67,9 +74,14 @@ def test_dense_run_directory_resume_and_export(tmp_path, idx_dir):
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
     assert metrics["final"]["export"].endswith("dense_autoencoder/2")
 
-    exported = ae_train.export_run(run)
+    # without --epochs a resumed run continues to its own count: it has all of them already
+    with pytest.raises(SystemExit):
+        train(tmp_path, idx_dir, "--model", "dense", "--resume")
+
+    exported = export_autoencoder_run(run)
     assert exported == run / "export" / "dense_autoencoder" / "3"
-    elsewhere = ae_train.export_run(run, export_base=tmp_path / "serving")
+    assert json.loads((run / "metrics.json").read_text())["final"]["export"] == str(exported)
+    elsewhere = export_autoencoder_run(run, export_base=tmp_path / "serving")
     assert elsewhere == tmp_path / "serving" / "dense_autoencoder" / "1"
 
     # the export made by training and the one rebuilt from the checkpoint serve the same answers,
@@ -101,6 +113,7 @@ def test_vae_reports_elbo_terms_and_importance_weighted_bound(tmp_path, idx_dir)
     assert "binarised" in record["pixels"]
     final = metrics["final"]
     assert final["test_iw_nll_bound_k5"] <= final["test_neg_elbo_k5"]
+    assert final["baselines"]["mean_image"]["test_mse"] == record["mean_image_mse"]
     assert (tmp_path / "run" / "images" / "samples_epoch_001.png").is_file()
     assert (tmp_path / "run" / "images" / "latent_epoch_001.png").is_file()  # a 2-D latent space
     assert not (tmp_path / "run" / "export").exists()
@@ -119,7 +132,9 @@ def test_denoiser_reports_the_noisy_input_baseline(tmp_path, idx_dir):
     assert train(tmp_path, idx_dir, "--model", "denoising", "--architecture", "dense",
                  "--code-size", "8", "--noise", "masking", "--noise-level", "0.4",
                  "--epochs", "1", "--no-export") == 0
-    record = json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"][0]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    record = metrics["epochs"][0]
+    assert metrics["final"]["baselines"]["noisy_input"]["test_mse"] == record["test_noisy_mse"]
     # masking 40% of the pixels: the noisy input misses about 40% of the squared intensity
     test_images = images.load_images(idx_dir, "mnist", "test")[0] / 255.0
     assert record["test_noisy_mse"] == pytest.approx(0.4 * np.mean(test_images ** 2), rel=0.1)
@@ -162,10 +177,69 @@ def test_unknown_model_or_dataset_is_refused_by_the_parser(capsys):
         assert "invalid choice" in capsys.readouterr().err
 
 
-def test_resume_with_another_model_is_refused(tmp_path, capsys):
+def test_resume_with_another_model_is_refused(tmp_path, idx_dir, capsys):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "run_config.json").write_text(json.dumps({"model": "vae", "dataset": "mnist"}))
     with pytest.raises(SystemExit):
-        ae_train.main(["--model", "dense", "--dataset", "mnist", "--data-dir", str(tmp_path),
-                       "--run-dir", str(tmp_path / "run"), "--resume"])
+        ae_train.main(["--model", "dense", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"),
+                       "--raw-dir", str(idx_dir), "--run-dir", str(tmp_path / "run"), "--resume"])
     assert "holds a vae run on mnist" in capsys.readouterr().err
+
+
+# -- the library, without the script --------------------------------------------------------------
+
+def test_library_run_trains_resumes_to_its_stored_epoch_count_and_reloads(tmp_path, idx_dir):
+    data = prepare_images("mnist", tmp_path / "data", raw_dir=idx_dir)
+    config = AutoencoderConfig(model="dense", epochs=1, batch_size=16, hidden_units=(16,), code_size=4)
+    result = train_autoencoder(config, data, tmp_path / "run", export=False)
+    assert [e["epoch"] for e in result["epochs"]] == [1]
+    assert "export" not in result["final"] and not (tmp_path / "run" / "export").exists()
+    # a run started for 2 epochs and stopped after 1 continues to 2 when resumed without `epochs`
+    stored = json.loads((tmp_path / "run" / "run_config.json").read_text())
+    (tmp_path / "run" / "run_config.json").write_text(json.dumps({**stored, "epochs": 2}))
+    result = train_autoencoder(None, data, tmp_path / "run", resume=True, export=False)
+    assert [e["epoch"] for e in result["epochs"]] == [1, 2]
+    with pytest.raises(RunError, match="already has 2 epochs"):
+        train_autoencoder(None, data, tmp_path / "run", resume=True)
+    with pytest.raises(RunError, match="holds a dense run on mnist"):
+        train_autoencoder(AutoencoderConfig(model="vae"), data, tmp_path / "run", resume=True)
+
+    # the reloaded model evaluates to the last epoch's test numbers and exports in one line
+    model = load_autoencoder_run(tmp_path / "run")
+    evaluated = model.evaluate(data.dataset("test", 500), return_dict=True, verbose=0)
+    assert evaluated["mse"] == pytest.approx(result["final"]["test_mse"], rel=1e-5)
+    model.export(tmp_path / "exported")
+    served = tf.saved_model.load(str(tmp_path / "exported"))
+    test_images = next(iter(data.dataset("test", 4)))[0]
+    np.testing.assert_allclose(served.signatures["reconstruct"](images=test_images)["reconstruction"],
+                               model(test_images), atol=1e-6)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"model": "gan"}, "model must be one of dense, conv, denoising, vae"),
+    ({"batch_size": 0}, "batch_size must be at least 1"),
+    ({"hidden_units": (8, 0)}, "hidden_units must be at least 1"),
+    ({"learning_rate": float("nan")}, "learning_rate must be positive"),
+    ({"noise": "salt"}, "noise must be one of gaussian, masking"),
+])
+def test_config_errors_name_the_argument(settings, message):
+    with pytest.raises(ValueError, match=message):
+        AutoencoderConfig(**settings)
+
+
+def test_config_round_trips_through_run_config_json():
+    config = AutoencoderConfig(model="denoising", hidden_units=(32, 16), noise="masking")
+    stored = json.loads(json.dumps({"model": "denoising", "dataset": "mnist",
+                                    **config.__dict__}))
+    assert AutoencoderConfig.from_dict(stored) == config
+
+
+def test_help_and_configs_load_no_tensorflow():
+    check = ("import sys, autoencoders_tf, autoencoders_tf.config, scripts.ae_train; "
+             "autoencoders_tf.AutoencoderConfig(); "
+             "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", check], check=True, capture_output=True, text=True)
+    assert result.stdout.strip() == "[]"
+    result = subprocess.run([sys.executable, "-m", "scripts.ae_train", "--help"], check=True,
+                            capture_output=True, text=True)
+    assert "--iw-samples" in result.stdout

@@ -282,7 +282,7 @@ FRESH_PROCESS = textwrap.dedent("""
     import keras
     import numpy as np
     import tensorflow as tf
-    import autoencoders_tf  # registers the classes for Keras loading
+    from autoencoders_tf import DenoisingAutoencoder, VAE  # registers the four classes for Keras loading
 
     directory = sys.argv[1]
     images = np.load(f"{directory}/images.npy")
