@@ -88,6 +88,36 @@ def test_trainer_applies_the_cd_gradient_with_weight_decay_on_the_first_step():
     np.testing.assert_allclose(rbm.weights.numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
+def twin_of(rbm):
+    """A second RBM holding `rbm`'s variables and generator state: it makes the same draws."""
+    twin = RBM(rbm.num_visible, rbm.num_hidden, rbm.visible_layout)
+    for mine, theirs in zip(twin.variables_for_training, rbm.variables_for_training):
+        mine.assign(theirs)
+    twin.generator.reset(rbm.generator.state)
+    return twin
+
+
+def test_two_sgd_steps_apply_momentum_and_decay_the_weights_but_not_the_biases():
+    learning_rate, momentum, decay = 0.1, 0.9, 0.05
+    rbm = make_rbm(5, 3, "pair")
+    trainer = CDTrainer(rbm, CDConfig(k=1, learning_rate=learning_rate, momentum=momentum,
+                                      weight_decay=decay))
+    expected = [v.numpy() for v in rbm.variables_for_training]
+    velocity = [np.zeros_like(value) for value in expected]
+    for step in range(2):
+        # this step's CD gradient, from a twin that draws the same uniforms as the trainer will
+        gradients, _ = twin_of(rbm).contrastive_divergence(VISIBLE, MASK, k=1)
+        gradients = [g.numpy() for g in gradients]
+        gradients[0] = gradients[0] + decay * expected[0]
+        # Keras SGD with momentum: v = m * v - lr * g; w = w + v
+        velocity = [momentum * v - learning_rate * g for v, g in zip(velocity, gradients)]
+        expected = [value + v for value, v in zip(expected, velocity)]
+        trainer.train_step(tf.constant(VISIBLE), tf.constant(MASK))
+        for variable, want in zip(rbm.variables_for_training, expected):
+            np.testing.assert_allclose(variable.numpy(), want, rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{variable.name} after step {step + 1}")
+
+
 def brute_force_free_energy(units, weights, visible_bias, hidden_bias):
     """-log sum_h exp(-E(v, h)) by enumerating every hidden state."""
     energies = []
