@@ -118,6 +118,26 @@ def test_two_sgd_steps_apply_momentum_and_decay_the_weights_but_not_the_biases()
                                        err_msg=f"{variable.name} after step {step + 1}")
 
 
+def test_persistent_cd_continues_each_chain_from_the_state_the_last_update_stored():
+    learning_rate = 0.1
+    rbm = make_rbm(5, 3, "single")
+    trainer = CDTrainer(rbm, CDConfig(k=1, learning_rate=learning_rate, momentum=0.0, persistent=True),
+                        batch_size=3)
+    for step in range(2):
+        stored = trainer.persistent_hidden.numpy().copy()
+        gradients, chain_end = twin_of(rbm).contrastive_divergence(VISIBLE, k=1, chain_start=stored)
+        restarted, _ = twin_of(rbm).contrastive_divergence(VISIBLE, k=1)
+        # the stored chains differ from a restart at the data, so continuing them is observable
+        assert not np.allclose(gradients[0].numpy(), restarted[0].numpy()), step
+        expected = [v.numpy() - learning_rate * g.numpy()
+                    for v, g in zip(rbm.variables_for_training, gradients)]
+        trainer.train_step(tf.constant(VISIBLE))
+        for variable, want in zip(rbm.variables_for_training, expected):
+            np.testing.assert_allclose(variable.numpy(), want, rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{variable.name} after step {step + 1}")
+        np.testing.assert_array_equal(trainer.persistent_hidden.numpy(), chain_end.numpy())
+
+
 def brute_force_free_energy(units, weights, visible_bias, hidden_bias):
     """-log sum_h exp(-E(v, h)) by enumerating every hidden state."""
     energies = []
