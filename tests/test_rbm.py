@@ -138,6 +138,20 @@ def test_persistent_cd_continues_each_chain_from_the_state_the_last_update_store
         np.testing.assert_array_equal(trainer.persistent_hidden.numpy(), chain_end.numpy())
 
 
+def test_reconstruction_is_deterministic_and_draws_no_random_numbers():
+    rbm = make_rbm(5, 3, "pair")
+    weights, visible_bias, hidden_bias = (v.numpy() for v in rbm.variables_for_training)
+    stored = np.where(MASK, VISIBLE, -1.0).astype(np.float32)
+    state = rbm.generator.state.numpy().copy()
+    first = rbm.reconstruct(stored, MASK).numpy()
+    second = rbm.reconstruct(stored, MASK).numpy()
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(rbm.generator.state.numpy(), state)
+    hidden = sigmoid(numpy_units(stored, MASK, "pair") @ weights + hidden_bias)
+    np.testing.assert_allclose(first, numpy_visible_probability(hidden, weights, visible_bias, "pair"),
+                               rtol=1e-5, atol=1e-6)
+
+
 def brute_force_free_energy(units, weights, visible_bias, hidden_bias):
     """-log sum_h exp(-E(v, h)) by enumerating every hidden state."""
     energies = []
