@@ -155,6 +155,18 @@ def test_holdout_split_is_seeded():
     assert not first.equals(other)
 
 
+def test_holdout_split_holds_out_the_same_pairs_for_one_seed_and_other_pairs_for_another():
+    ratings = random_ratings()
+
+    def held_out(seed):
+        test = movielens.holdout_split(ratings, 5, seed=seed)[1]
+        return set(zip(test["user"], test["movie"]))
+
+    first, again, other = held_out(1), held_out(1), held_out(2)
+    assert first == again
+    assert len(first) == len(other) and first != other
+
+
 def test_time_order_holds_out_each_users_latest_ratings():
     ratings = random_ratings()
     train, test = movielens.holdout_split(ratings, 5, order="time")
