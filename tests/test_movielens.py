@@ -167,6 +167,18 @@ def test_holdout_split_holds_out_the_same_pairs_for_one_seed_and_other_pairs_for
     assert len(first) == len(other) and first != other
 
 
+@pytest.mark.parametrize("order", ["random", "time"])
+def test_only_users_with_more_than_twice_the_holdout_count_get_test_ratings(order):
+    test_per_user = 2
+    rows = [(user, movie, 4.0, 100 + movie)
+            for user, count in ((1, 2 * test_per_user), (2, 2 * test_per_user + 1), (3, 1))
+            for movie in range(1, count + 1)]
+    ratings = pd.DataFrame(rows, columns=list(movielens.RATING_COLUMNS))
+    train, test = movielens.holdout_split(ratings, test_per_user, order=order, seed=0)
+    assert test["user"].tolist() == [2, 2]
+    assert train.groupby("user").size().to_dict() == {1: 4, 2: 3, 3: 1}
+
+
 def test_time_order_holds_out_each_users_latest_ratings():
     ratings = random_ratings()
     train, test = movielens.holdout_split(ratings, 5, order="time")
