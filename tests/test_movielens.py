@@ -85,6 +85,23 @@ def test_a_rating_outside_the_release_scale_is_an_error(tmp_path, release, name,
         movielens.load_ratings(tmp_path, release)
 
 
+@pytest.mark.parametrize("release, name, text, line", [
+    (ML100K, "u.data", "1\t10\t5\t881250949\n1\t20\t2\t881250950\n1\t30\t6\t881250951\n"
+                       "2\t10\t3\t891717742\n", 3),
+    # a blank line is still a line of the file
+    (ML100K, "u.data", "1\t10\t5\t881250949\n\n1\t30\t6\t881250951\n", 3),
+    (ML1M, "ratings.dat", "1::1193::5::978300760\n1::661::6::978302109\n", 2),
+    # the header is line 1, so the second data row is line 3
+    (ML25M, "ratings.csv", "userId,movieId,rating,timestamp\n1,296,5.0,1147880044\n"
+                           "1,306,6.0,1147868817\n2,307,0.5,1147868828\n", 3),
+], ids=["u_data", "u_data_blank_line", "ratings_dat", "ratings_csv_header"])
+def test_a_rating_outside_the_scale_names_the_file_and_its_exact_line(tmp_path, release, name, text, line):
+    path = write(tmp_path / name, text)
+    with pytest.raises(movielens.MovieLensError) as error:
+        movielens.load_ratings(tmp_path, release)
+    assert str(error.value).startswith(f"{path}:{line}: rating 6 is outside"), str(error.value)
+
+
 def test_missing_empty_and_wrong_directories_are_readable_errors(tmp_path):
     with pytest.raises(movielens.MovieLensError, match="is not a directory"):
         movielens.load_ratings(tmp_path / "nowhere", ML100K)
