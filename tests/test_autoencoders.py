@@ -163,6 +163,48 @@ def test_bernoulli_log_likelihood_by_hand():
                                + 782 * np.log(0.5), rtol=1e-6)
 
 
+def numpy_gaussian_kl(z_mean, z_log_var):
+    return 0.5 * np.sum(np.exp(z_log_var) + z_mean ** 2 - 1.0 - z_log_var, axis=-1)
+
+
+def test_vae_loss_is_the_reconstruction_term_plus_the_kl_of_the_encoder_outputs():
+    model = VAE(hidden_units=8, latent_dim=2, binarize=False)  # targets are the images themselves
+    images = random_images(4)
+    losses = model.compute_losses(images)
+    z_mean, z_log_var = (t.numpy().astype(np.float64) for t in model.encode(images))
+    kl = np.mean(numpy_gaussian_kl(z_mean, z_log_var))
+    assert kl > 0.01  # large enough that leaving it out of the loss shows
+    np.testing.assert_allclose(float(losses["kl_loss"]), kl, rtol=1e-5)
+    np.testing.assert_allclose(float(losses["loss"]),
+                               float(losses["reconstruction_loss"]) + float(losses["kl_loss"]), rtol=1e-6)
+
+
+def test_vae_training_step_descends_the_kl_term_as_well_as_the_reconstruction():
+    learning_rate = 0.5
+    model = VAE(hidden_units=8, latent_dim=2, binarize=False)
+    # a decoder that ignores z: the reconstruction term then sends no gradient to the encoder,
+    # and the encoder's output biases move by exactly the KL gradient
+    logits = model.decoder.get_layer("logits")
+    logits.kernel.assign(np.zeros(logits.kernel.shape, np.float32))
+    logits.bias.assign(np.linspace(-1, 1, 784).astype(np.float32))
+    z_mean_layer, z_log_var_layer = model.encoder.get_layer("z_mean"), model.encoder.get_layer("z_log_var")
+    images = random_images(4)
+    z_mean, z_log_var = (t.numpy() for t in model.encode(images))
+    before = {layer.name: layer.bias.numpy() for layer in (z_mean_layer, z_log_var_layer, logits)}
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate), jit_compile=False)
+    model.train_on_batch(images)
+    # d mean(KL) / d z_mean = z_mean / batch, d mean(KL) / d z_log_var = (exp(z_log_var) - 1) / 2 / batch
+    np.testing.assert_allclose(z_mean_layer.bias.numpy(),
+                               before["z_mean"] - learning_rate * z_mean.mean(axis=0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(z_log_var_layer.bias.numpy(),
+                               before["z_log_var"] - learning_rate * (0.5 * (np.exp(z_log_var) - 1)).mean(axis=0),
+                               rtol=1e-4, atol=1e-6)
+    # d -mean(log p(x | logits)) / d logit = sigmoid(logit) - x, averaged over the batch
+    pixel_gradient = (1 / (1 + np.exp(-before["logits"])) - images.reshape(4, 784)).mean(axis=0)
+    np.testing.assert_allclose(logits.bias.numpy(), before["logits"] - learning_rate * pixel_gradient,
+                               rtol=1e-4, atol=1e-6)
+
+
 def test_vae_loss_is_finite_on_extreme_inputs():
     model = VAE(hidden_units=32, latent_dim=4)
     logits_layer = model.decoder.get_layer("logits")
