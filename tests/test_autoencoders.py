@@ -271,6 +271,20 @@ def test_denoiser_trains_on_noisy_inputs_against_clean_targets():
     np.testing.assert_allclose(model(images), model.decode(model.encode(images)), atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["dense_unit", "denoising_dense_masking", "vae"])
+def test_inference_reconstruction_is_deterministic(name):
+    model = MODELS[name]()
+    images = random_images(4)
+    first = model(images, training=False).numpy()
+    np.testing.assert_array_equal(model(images, training=False).numpy(), first)
+    # it is the decoding of the code (the VAE's: the posterior mean), with no noise on the way
+    code = model.encode(images)
+    code = code[0] if isinstance(code, (tuple, list)) else code
+    np.testing.assert_allclose(first, model.decode(code).numpy(), atol=1e-6)
+    served = AutoencoderServing(model).reconstruct(tf.constant(images))["reconstruction"].numpy()
+    np.testing.assert_allclose(served, first, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", ["dense", "conv", "denoising_conv", "vae"])
 def test_two_epochs_lower_the_loss(name):
     keras.utils.set_random_seed(0)
