@@ -192,6 +192,31 @@ def test_generated_images_are_probabilities_of_the_data_width():
     assert started.shape == (2, 16)
 
 
+@pytest.mark.parametrize("layer_sizes", [[6, 4], [5, 6, 4]], ids=["one_rbm", "two_rbms"])
+def test_generate_returns_the_visible_probabilities_of_the_chains_last_hidden_sample(layer_sizes):
+    dbn = DBN(layer_sizes, seed=0)
+    rng = np.random.default_rng(3)
+    for rbm in dbn.rbms:  # weights and biases large enough that the chain moves
+        for variable in rbm.variables_for_training:
+            variable.assign(rng.normal(0, 0.8, variable.shape).astype(np.float32))
+    top = dbn.rbms[-1]
+    weights, visible_bias, hidden_bias = (v.numpy() for v in top.variables_for_training)
+    start = np.array([[1, 0, 1, 0, 1, 0], [0, 1, 1, 0, 0, 1], [1, 1, 1, 1, 0, 0]], np.float32)
+    noise = tf.random.Generator.from_state(top.generator.state.numpy(), top.generator.algorithm)
+    samples = dbn.generate(gibbs_steps=3, start=start).numpy()
+    # the chain by hand, drawing the same uniforms: h ~ p(h | v), then v ~ p(v | h), three times
+    visible = start
+    for _ in range(3):
+        hidden = (noise.uniform([3, 4]).numpy() < sigmoid(visible @ weights + hidden_bias)).astype(np.float32)
+        probability = sigmoid(hidden @ weights.T + visible_bias)
+        visible = (noise.uniform([3, 6]).numpy() < probability).astype(np.float32)
+    for rbm in reversed(dbn.rbms[:-1]):
+        probability = sigmoid(probability @ rbm.weights.numpy().T + rbm.visible_bias.numpy())
+    np.testing.assert_allclose(samples, probability, rtol=1e-5, atol=1e-6)
+    assert np.all((samples > 0.0) & (samples < 1.0))
+    assert len(np.unique(samples)) > 2
+
+
 def test_bad_layer_lists_and_image_widths_give_clear_errors():
     with pytest.raises(ValueError, match="at least one hidden"):
         check_layer_sizes([784])
