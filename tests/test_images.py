@@ -7,10 +7,10 @@ import struct
 import numpy as np
 import pytest
 
-from pipelines import datasets
 from pipelines import downloads
 from pipelines import images
-from pipelines.images import IdxError
+from pipelines.errors import IdxError
+from pipelines.image_data import prepare_images
 
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -164,14 +164,14 @@ def test_builder_and_dataset_yield_what_was_written(tmp_path):
     written = make_idx_dir(tmp_path / "raw", num_train=12, num_test=5, gz=False)
     data_dir = tmp_path / "records"
     with pytest.raises(IdxError, match="no prepared mnist records"):
-        datasets.prepared_images(data_dir, "mnist")
-    builder = datasets.prepared_images(data_dir, "mnist", raw_dir=tmp_path / "raw")
-    assert builder.info.splits["train"].num_examples == 12
-    assert builder.info.features["label"].num_classes == 10
+        prepare_images("mnist", data_dir)
+    data = prepare_images("mnist", data_dir, raw_dir=tmp_path / "raw")
+    assert data.num_examples("train") == 12
+    assert data.builder.info.features["label"].num_classes == 10
 
     # prepared records are found again without the raw files
-    builder = datasets.prepared_images(data_dir, "mnist")
-    test_batches = list(datasets.image_dataset(builder, "test", batch_size=2))
+    data = prepare_images("mnist", data_dir)
+    test_batches = list(data.dataset("test", batch_size=2))
     assert [len(labels) for _, labels in test_batches] == [2, 2, 1]
     pixels = np.concatenate([batch.numpy() for batch, _ in test_batches])
     labels = np.concatenate([batch.numpy() for _, batch in test_batches])
@@ -182,7 +182,7 @@ def test_builder_and_dataset_yield_what_was_written(tmp_path):
     assert pixels.min() >= 0.0 and pixels.max() <= 1.0
 
     def train_epoch(seed):
-        batches = list(datasets.image_dataset(builder, "train", batch_size=5, shuffle_seed=seed))
+        batches = list(data.dataset("train", batch_size=5, shuffle_seed=seed))
         return (np.concatenate([p.numpy() for p, _ in batches]),
                 np.concatenate([l.numpy() for _, l in batches]))
 
@@ -198,9 +198,9 @@ def test_builder_and_dataset_yield_what_was_written(tmp_path):
 
 def test_prepared_images_rejects_bad_raw_dir_before_writing(tmp_path):
     with pytest.raises(IdxError, match="no such directory"):
-        datasets.prepared_images(tmp_path / "records", "mnist", raw_dir=tmp_path / "absent")
+        prepare_images("mnist", tmp_path / "records", raw_dir=tmp_path / "absent")
     with pytest.raises(IdxError, match="unknown image data set"):
-        datasets.prepared_images(tmp_path / "records", "svhn", raw_dir=tmp_path)
+        prepare_images("svhn", tmp_path / "records", raw_dir=tmp_path)
 
 
 def test_corrupt_file_during_prepare_is_an_idx_error(tmp_path):
@@ -208,7 +208,7 @@ def test_corrupt_file_during_prepare_is_an_idx_error(tmp_path):
     path = tmp_path / "raw" / "train-images-idx3-ubyte.gz"
     path.write_bytes(path.read_bytes()[:-20])
     with pytest.raises(IdxError, match="train-images-idx3-ubyte.gz"):
-        datasets.prepared_images(tmp_path / "records", "mnist", raw_dir=tmp_path / "raw")
+        prepare_images("mnist", tmp_path / "records", raw_dir=tmp_path / "raw")
     assert not list((tmp_path / "records").glob("idx_images/mnist/1.0.0/*.tfrecord*"))
 
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from rbm_tf.rbm import RBM
-from rbm_tf.serving import RecommenderServing
+from rbm_tf.recommender_serving import RecommenderServing
 
 
 @pytest.fixture
@@ -31,8 +31,14 @@ def test_recommend_returns_the_best_unrated_movies_with_their_ids(serving):
     assert set(first_user) == {2, 3, 5}  # the only unrated movies of user 0
     np.testing.assert_array_equal(result["scores"][0].numpy(), np.sort(probability[0, [2, 3, 5]])[::-1])
     np.testing.assert_array_equal(result["movie_ids"].numpy(), (result["movie_indices"].numpy() + 1) * 10)
-    # asking for more movies than exist returns them all
-    assert serving.recommend(RATINGS, tf.constant(50))["movie_indices"].shape == (2, 6)
+    # asking for more movies than are unrated returns those, then padding, never a rated one
+    more = serving.recommend(RATINGS, tf.constant(50))
+    assert more["movie_indices"].shape == (2, 6)
+    np.testing.assert_array_equal(more["num_recommended"].numpy(), [3, 6])
+    assert set(more["movie_indices"][0, :3].numpy()) == {2, 3, 5}
+    np.testing.assert_array_equal(more["movie_indices"][0, 3:].numpy(), [-1, -1, -1])
+    np.testing.assert_array_equal(more["movie_ids"][0, 3:].numpy(), [-1, -1, -1])
+    np.testing.assert_array_equal(more["scores"][0, 3:].numpy(), [-1.0, -1.0, -1.0])
 
 
 def test_ratings_outside_minus_one_zero_one_are_refused(serving):
