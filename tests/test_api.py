@@ -52,3 +52,22 @@ def test_dbn_workflow(tmp_path):
     served = tf.saved_model.load(str(second)).signatures["serving_default"]
     error = np.mean(served(images=images)["class"].numpy() != labels.numpy())
     assert error == pytest.approx(final["test_error"])
+
+
+def test_autoencoder_workflow(tmp_path):
+    raw_dir = write_stripe_digits(tmp_path / "mnist")
+
+    from pipelines import prepare_images
+    from autoencoders_tf import AutoencoderConfig, export_autoencoder_run, train_autoencoder
+
+    data = prepare_images("mnist", tmp_path / "data", raw_dir=raw_dir)
+    config = AutoencoderConfig(model="dense", hidden_units=(64,), code_size=8, epochs=3,
+                               batch_size=20, learning_rate=0.01)
+    final = train_autoencoder(config, data, tmp_path / "run")["final"]
+    second = export_autoencoder_run(tmp_path / "run")   # the next version, from the checkpoint
+
+    assert final["test_mse"] < final["baselines"]["mean_image"]["test_mse"]
+    images, _ = next(iter(data.dataset("test", batch_size=40)))
+    reconstruction = tf.saved_model.load(str(second)).signatures["reconstruct"](images=images)
+    mse = np.mean((reconstruction["reconstruction"].numpy() - images.numpy()) ** 2)
+    assert mse == pytest.approx(final["test_mse"], rel=1e-4)
