@@ -225,17 +225,6 @@ class EpochPictures(keras.callbacks.Callback):
                 figures.close(figure)
 
 
-class EpochCounter(keras.callbacks.Callback):
-    """Sets the checkpointed epoch variable to the epochs done, before the epoch's checkpoint."""
-
-    def __init__(self, variable):
-        super().__init__()
-        self.variable = variable
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.variable.assign(epoch + 1)
-
-
 # -- runs ------------------------------------------------------------------------------------------
 
 def resumed_config(run_dir, config, data):
@@ -277,15 +266,10 @@ def train_autoencoder(config, data, run_dir, resume=False, epochs=None, export=T
     model = compiled_model(config)
     epochs_done = tf.Variable(0, dtype=tf.int64, name="epoch")
     # the seed state too, so a resumed run does not replay epoch 1's noise or binarisation
-    restored = run.track(model=model, optimizer=model.optimizer, epoch=epochs_done,
-                         seed_state=model.seed_generator.state)
+    run.track(model=model, optimizer=model.optimizer, epoch=epochs_done,
+              seed_state=model.seed_generator.state)
     done = int(epochs_done.numpy())
-    if resume:
-        if done >= config.epochs:
-            raise RunError(f"{run.path} already has {done} epochs; ask for more epochs to "
-                           "continue it (tfm-export re-exports it without training)")
-        if log:
-            log(f"resumed from {restored} after epoch {done}")
+    run.check_resumable(done, config.epochs, log)
 
     baseline = mean_image_baseline(data.dataset("train", EVAL_BATCH_SIZE), test_data)
 
@@ -298,8 +282,8 @@ def train_autoencoder(config, data, run_dir, resume=False, epochs=None, export=T
     monitor = loop.RunMonitor(
         run, rename={"loss": "neg_elbo"} if config.model == "vae" else None, extra=extra,
         plot=lambda logged: plot_run_metrics(config, data.name, logged, run.path / "metrics.png"),
-        describe=lambda record: describe_epoch(config, record), log=log)
-    callbacks = [EpochCounter(epochs_done), monitor,
+        describe=lambda record: describe_epoch(config, record), log=log, epoch_counter=epochs_done)
+    callbacks = [monitor,
                  EpochPictures(config, data.name, test_data, run.path / "images")]
     model.fit(train_data, validation_data=test_data, epochs=config.epochs, initial_epoch=done,
               callbacks=callbacks, verbose=verbose,

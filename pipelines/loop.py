@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from pipelines import runs
 from pipelines.errors import DivergedError
+from pipelines.errors import RunError
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +68,17 @@ class RunMonitor(keras.callbacks.Callback):
     applied to the metric names first. `extra(record)` may add entries (baselines, notes).
     `phase` and `epoch_offset` place the epochs of one phase of a multi-phase run (the DBN's)
     in the run-wide numbering. `plot(epochs)` redraws the run's figures; `describe(record)`
-    is the line of progress reported through `log`.
+    is the line of progress reported through `log`. `epoch_counter`, a variable the checkpoint
+    holds, is set to the epochs done before the checkpoint is saved, so a resumed run knows
+    where it stopped.
     """
 
     def __init__(self, run, phase=None, epoch_offset=0, validation_name="test", rename=None,
-                 extra=None, plot=None, describe=None, log=None, writer_name=None):
+                 extra=None, plot=None, describe=None, log=None, writer_name=None,
+                 epoch_counter=None):
         super().__init__()
         self.run = run
+        self.epoch_counter = epoch_counter
         self.phase = phase
         self.epoch_offset = epoch_offset
         self.validation_name = validation_name
@@ -127,6 +132,8 @@ class RunMonitor(keras.callbacks.Callback):
             raise DivergedError(
                 f"training diverged in epoch {record['epoch']}: {bad[0]} is {bad[1]}; nothing of "
                 "this epoch was saved or exported (a lower learning_rate usually helps)")
+        if self.epoch_counter is not None:
+            self.epoch_counter.assign(epoch + 1)
         self.run.save_checkpoint(record["epoch"])
         self._write(lambda: self.run.metrics_log.log_epoch(record))
         self._write(lambda: self._scalars(record))
@@ -194,6 +201,17 @@ class Run:
             self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
             return self.manager.latest_checkpoint
         return None
+
+    def check_resumable(self, done, epochs, log=None):
+        """On resume, refuse a run that already has its `epochs` (`done` of them restored), and
+        say where it continues from."""
+        if not self.resume:
+            return
+        if done >= epochs:
+            raise RunError(f"{self.path} already has {done} epochs; ask for more epochs to "
+                           "continue it (tfm-export re-exports it without training)")
+        if log:
+            log(f"resumed from {self.manager.latest_checkpoint} after epoch {done}")
 
     def save_checkpoint(self, number):
         try:

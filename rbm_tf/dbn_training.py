@@ -92,18 +92,6 @@ class DBNRun(tf.Module):
             int(done.numpy()) for done in self.epochs_done.values())
 
 
-class CountEpochs(keras.callbacks.Callback):
-    """Sets `counter` to the number of finished epochs; listed before the `RunMonitor`, so the
-    checkpoint it saves holds the count."""
-
-    def __init__(self, counter):
-        super().__init__()
-        self.counter = counter
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.counter.assign(epoch + 1)
-
-
 def load_dbn_config(run_dir):
     """The `DBNConfig` a DBN run in `run_dir` was started with (its run_config.json)."""
     stored = runs.RunDirectory(run_dir).read_config()
@@ -184,7 +172,7 @@ def fine_tune(run, models, name, config, train, test, log=None):
         return
     monitor = loop.RunMonitor(
         run, phase=f"classifier_{name}", epoch_offset=models.total_epochs_done() - done,
-        writer_name=f"classifier_{name}", log=log,
+        writer_name=f"classifier_{name}", log=log, epoch_counter=models.epochs_done[name],
         extra=lambda record: {"test_error": 1.0 - record["test_accuracy"]},
         plot=lambda epochs: plot_fine_tuning(epochs, run.path / "finetune.png", config.dataset),
         describe=lambda record: (
@@ -194,7 +182,7 @@ def fine_tune(run, models, name, config, train, test, log=None):
     # Keras reports it
     model.fit(train, validation_data=test, epochs=config.finetune_epochs, initial_epoch=done,
               shuffle=False, verbose=0,
-              callbacks=[CountEpochs(models.epochs_done[name]), monitor])
+              callbacks=[monitor])
 
 
 def draw_filters_and_samples(dbn, run_dir, config):

@@ -65,14 +65,8 @@ def train_recommender(data, run_dir, config=None, resume=False, epochs=None, exp
         movie_table.write_movie_table(run.path / movie_table.MOVIE_TABLE, data.movie_ids,
                                       data.movie_titles)
     model = Recommender(data.num_movies, config, data.movie_ids, data.movie_titles)
-    restored = run.track(**model.trackables())
-    done = int(model.epoch.numpy())
-    if resume:
-        if done >= config.epochs:
-            raise RunError(f"{run.path} already has {done} epochs; ask for more epochs to "
-                           "continue it (tfm-export re-exports it without training)")
-        if log:
-            log(f"resumed from {restored} after epoch {done}")
+    run.track(**model.trackables())
+    run.check_resumable(int(model.epoch.numpy()), config.epochs, log)
 
     def plot(epochs_logged):
         runs.plot_metrics(
