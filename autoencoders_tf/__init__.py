@@ -14,7 +14,7 @@ Keras registers a model class for `keras.saving.load_model` when its module load
 class first (`from autoencoders_tf import VAE`), since `import autoencoders_tf` loads none.
 """
 
-import importlib
+from pipelines.lazy import lazy_api
 
 _EXPORTS = {
     # the models
@@ -40,14 +40,4 @@ _EXPORTS = {
     "latent_scatter": "autoencoders_tf.pictures",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'autoencoders_tf' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__():
-    return __all__
+__all__, __getattr__, __dir__ = lazy_api(__name__, _EXPORTS)

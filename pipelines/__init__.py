@@ -8,7 +8,7 @@ it has read its arguments) does not load TensorFlow.
     from pipelines import prepare_movielens, prepare_images
 """
 
-import importlib
+from pipelines.lazy import lazy_api
 
 _EXPORTS = {
     # MovieLens
@@ -37,14 +37,4 @@ _EXPORTS = {
     "DivergedError": "pipelines.errors",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'pipelines' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__():
-    return __all__
+__all__, __getattr__, __dir__ = lazy_api(__name__, _EXPORTS)

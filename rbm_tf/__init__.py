@@ -7,7 +7,7 @@
 Names load on first use: importing a config module does not load TensorFlow.
 """
 
-import importlib
+from pipelines.lazy import lazy_api
 
 _EXPORTS = {
     # the machine
@@ -33,14 +33,4 @@ _EXPORTS = {
     "export_dbn_run": "rbm_tf.dbn_training",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'rbm_tf' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
-
-
-def __dir__():
-    return __all__
+__all__, __getattr__, __dir__ = lazy_api(__name__, _EXPORTS)
