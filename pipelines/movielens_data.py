@@ -35,7 +35,7 @@ class MovieLensPart:
     """The train or the test part of a prepared split."""
 
     builder: tfds.core.DatasetBuilder
-    name: str  # "train" or "test"
+    name: str  # "train", "validation" or "test"
 
     @property
     def num_movies(self):
@@ -53,11 +53,23 @@ class MovieLensPart:
     def like_rate(self):
         return float(self.builder.info.metadata[f"{self.name}_like_rate"])
 
+    @property
+    def train_like_rate(self):
+        """The like rate of the split's training ratings: what a baseline may know."""
+        return float(self.builder.info.metadata["train_like_rate"])
+
+    def sparse_dataset(self, batch_size=None):
+        """The stored per-user examples as they are: user_id, input_/target_ movies, labels,
+        ratings (variable length), in file order; padded batches when `batch_size` is given."""
+        dataset = self.builder.as_dataset(split=self.name)
+        return dataset if batch_size is None else dataset.padded_batch(batch_size)
+
     def dataset(self, batch_size, shuffle_seed=None):
         """Batches of {"user_id", "inputs", "targets"}: float32 [batch, num_movies] in {-1, 0, 1}.
 
         ``inputs`` are the ratings the model may see (the user's training ratings), ``targets``
-        the ratings to predict (the same ratings on train, the held-out ones on test).
+        the ratings to predict (the same ratings on train, the held-out ones on validation and
+        test).
         Shuffled with ``shuffle_seed`` when it is given, in file order otherwise.
         """
         num_movies = self.num_movies
@@ -80,7 +92,8 @@ class MovieLensPart:
 
 
 class MovieLensData:
-    """One prepared split: ``num_movies``, ``movie_ids``, ``movie_titles``, ``train``, ``test``.
+    """One prepared split: ``num_movies``, ``movie_ids``, ``movie_titles`` and its parts
+    ``train``, ``validation`` and ``test``.
 
     ``movie_ids[i]`` is the release's own id of the movie at model index i.
     """
@@ -90,6 +103,7 @@ class MovieLensData:
         self.data_dir = pathlib.Path(data_dir).resolve()
         self.config = builder.builder_config
         self.train = MovieLensPart(builder, "train")
+        self.validation = MovieLensPart(builder, "validation")
         self.test = MovieLensPart(builder, "test")
 
     @property
@@ -120,7 +134,8 @@ class MovieLensData:
         """The arguments of `load_movielens` that name this split (stored with a run)."""
         return {"release": self.config.release, "split": self.config.split,
                 "test_per_user": self.config.test_per_user, "order": self.config.order,
-                "split_seed": self.config.seed, "like_threshold": self.config.like_threshold}
+                "split_seed": self.config.seed, "like_threshold": self.config.like_threshold,
+                "validation_per_user": self.config.validation_per_user}
 
     def user_ratings(self, user_id):
         """The user's training ratings as a dense {-1, 0, 1} vector, or None for an unknown user."""
@@ -131,10 +146,11 @@ class MovieLensData:
         return None
 
 
-def _builder(data_dir, release, split, test_per_user, order, split_seed, like_threshold):
+def _builder(data_dir, release, split, test_per_user, order, split_seed, like_threshold,
+             validation_per_user):
     config = movielens_records.movielens_config(
         release, split, test_per_user=test_per_user, order=order, seed=split_seed,
-        like_threshold=like_threshold)
+        like_threshold=like_threshold, validation_per_user=validation_per_user)
     return movielens_records.MovieLensRatings(config=config, data_dir=str(data_dir))
 
 
@@ -143,12 +159,13 @@ def _is_prepared(builder):
 
 
 def load_movielens(data_dir, release="ml-100k", split=None, test_per_user=10, order="random",
-                   split_seed=0, like_threshold=3.0):
+                   split_seed=0, like_threshold=3.0, validation_per_user=5):
     """The split whose records `prepare_movielens` wrote under `data_dir`.
 
     Raises MovieLensError (one line, telling how to prepare them) when they are not there.
     """
-    builder = _builder(data_dir, release, split, test_per_user, order, split_seed, like_threshold)
+    builder = _builder(data_dir, release, split, test_per_user, order, split_seed, like_threshold,
+                       validation_per_user)
     if not _is_prepared(builder):
         config = builder.builder_config
         raise MovieLensError(
@@ -158,7 +175,8 @@ def load_movielens(data_dir, release="ml-100k", split=None, test_per_user=10, or
 
 
 def prepare_movielens(release, raw_dir, data_dir, split=None, test_per_user=10, order="random",
-                      split_seed=0, like_threshold=3.0, download=False, log=None):
+                      split_seed=0, like_threshold=3.0, validation_per_user=5, download=False,
+                      log=None):
     """Write the records of a split from the raw files in `raw_dir`; returns its `MovieLensData`.
 
     Records already written from the same raw files are reused; records written from raw
@@ -170,7 +188,8 @@ def prepare_movielens(release, raw_dir, data_dir, split=None, test_per_user=10, 
         if log:
             log(f"downloading {movielens.get_release(release).url} into {raw_dir}")
         movielens.download_release(movielens.get_release(release), raw_dir)
-    builder = _builder(data_dir, release, split, test_per_user, order, split_seed, like_threshold)
+    split_args = (release, split, test_per_user, order, split_seed, like_threshold, validation_per_user)
+    builder = _builder(data_dir, *split_args)
     # found before TFDS starts, so a wrong directory is a readable error, not a TFDS traceback
     release_dir = movielens.find_release_dir(raw_dir, movielens.get_release(release))
     rebuild = False
@@ -184,8 +203,7 @@ def prepare_movielens(release, raw_dir, data_dir, split=None, test_per_user=10, 
                     "written from: writing the records again")
             shutil.rmtree(builder.data_dir)
             rebuild = True
-            builder = _builder(data_dir, release, split, test_per_user, order, split_seed,
-                               like_threshold)
+            builder = _builder(data_dir, *split_args)
     builder.download_and_prepare(
         download_config=movielens_records.manual_download_config(release_dir, rebuild=rebuild))
     return MovieLensData(builder, data_dir)

@@ -1,10 +1,18 @@
 """The TensorFlow Datasets builder of MovieLens: sharded TFRecords of per-user examples.
 
 `MovieLensRatings` writes one sparse example per user: the indices of the movies the user
-rated, their like (1) / dislike (0) labels and the raw ratings. Its ``test`` split carries
-the user's *training* ratings as input and the held-out ratings as targets, so a prediction
-for a test rating can only use what the model was allowed to see. Nothing dense is written:
-ML-25M as dense vectors would be 162k x 59k.
+rated, their like (1) / dislike (0) labels and the raw ratings, in three splits:
+
+* ``train``: the ratings a model learns from (inputs and targets alike);
+* ``validation``: ``validation_per_user`` ratings of every user with more than twice that many
+  training ratings, carved from the training ratings (chosen like the test ratings: at random
+  with the seed, or each user's latest), with the remaining training ratings as input. Early
+  stopping and the choice of settings look at these, never at the test ratings;
+* ``test``: the held-out ratings as targets and all the user's training ratings (validation
+  included) as input, so a prediction for a test rating can only use what the model was
+  allowed to see.
+
+Nothing dense is written: ML-25M as dense vectors would be 162k x 59k.
 
 The raw files are read from a manual directory (the user's MovieLens directory):
 
@@ -33,10 +41,11 @@ class MovieLensConfig(tfds.core.BuilderConfig):
     order: str = "random"
     seed: int = 0
     like_threshold: float = 3.0
+    validation_per_user: int = 5
 
 
 def movielens_config(release, split=None, test_per_user=10, order="random", seed=0,
-                     like_threshold=3.0):
+                     like_threshold=3.0, validation_per_user=5):
     """The builder config for a release and split; its name says everything that shapes the data.
 
     split: "u1".."u5", "ua", "ub" (ML-100K's own files) or "holdout" (``test_per_user`` ratings
@@ -44,7 +53,8 @@ def movielens_config(release, split=None, test_per_user=10, order="random", seed
     split: u1 for ml-100k, holdout for the other releases.
     """
     split = split or ("u1" if release == "ml-100k" else "holdout")
-    config = _make_movielens_config(release, split, test_per_user, order, seed, like_threshold)
+    config = _make_movielens_config(release, split, test_per_user, order, seed, like_threshold,
+                                    validation_per_user)
     # TFDS accepts a predefined config only as the very object the builder class holds
     for predefined in MovieLensRatings.BUILDER_CONFIGS:
         if predefined.name == config.name:
@@ -52,8 +62,11 @@ def movielens_config(release, split=None, test_per_user=10, order="random", seed
     return config
 
 
-def _make_movielens_config(release, split, test_per_user, order, seed, like_threshold):
+def _make_movielens_config(release, split, test_per_user, order, seed, like_threshold,
+                           validation_per_user=5):
     movielens.get_release(release)
+    if validation_per_user < 1:
+        raise MovieLensError(f"validation_per_user must be at least 1, got {validation_per_user}")
     if split == "holdout":
         if order not in SPLIT_ORDERS:
             raise MovieLensError(f"order must be one of {', '.join(SPLIT_ORDERS)}, got {order!r}")
@@ -72,9 +85,11 @@ def _make_movielens_config(release, split, test_per_user, order, seed, like_thre
             f"unknown split {split!r}; choose one of {', '.join(movielens.CANONICAL_SPLITS)} or holdout")
     if like_threshold != 3.0:
         name += f"-like{like_threshold:g}"
+    if validation_per_user != 5:
+        name += f"-val{validation_per_user}"
     return MovieLensConfig(
         name=name, release=release, split=split, test_per_user=test_per_user, order=order,
-        seed=seed, like_threshold=like_threshold,
+        seed=seed, like_threshold=like_threshold, validation_per_user=validation_per_user,
         description=f"MovieLens {release}, split {split}, like = rating >= {like_threshold:g}")
 
 
@@ -99,8 +114,9 @@ _RATING_FEATURES = {
 class MovieLensRatings(tfds.core.GeneratorBasedBuilder):
     """MovieLens ratings per user as sparse like/dislike examples."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "One sparse example per user; test split carries training ratings as input."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {"1.0.0": "One sparse example per user; test split carries training ratings as input.",
+                     "2.0.0": "A validation split carved from the training ratings."}
     BUILDER_CONFIGS = [_make_movielens_config("ml-100k", split, 10, "random", 0, 3.0)
                        for split in movielens.CANONICAL_SPLITS]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
@@ -131,11 +147,19 @@ class MovieLensRatings(tfds.core.GeneratorBasedBuilder):
             train, test = movielens.canonical_split(raw_dir, release, config.split)
         if len(test) == 0:
             raise MovieLensError(f"split {config.name} has no test ratings")
+        # canonical splits have no order of their own: their validation ratings are random
+        fit, validation = movielens.holdout_split(
+            train, config.validation_per_user, seed=config.seed,
+            order=config.order if config.split == "holdout" else "random")
+        if len(validation) == 0:
+            raise MovieLensError(f"split {config.name} has no validation ratings: no user has more "
+                                 f"than {2 * config.validation_per_user} training ratings")
 
         movie_ids = np.unique(ratings["movie"].to_numpy())
         titles = movielens.load_titles(raw_dir, release)
-        train_labels = movielens.like_labels(train["rating"].to_numpy(), config.like_threshold)
-        test_labels = movielens.like_labels(test["rating"].to_numpy(), config.like_threshold)
+        parts = {"train": fit, "validation": validation, "test": test}
+        labels = {name: movielens.like_labels(part["rating"].to_numpy(), config.like_threshold)
+                  for name, part in parts.items()}
         self.info.metadata.update({
             "release": config.release,
             "split": config.split,
@@ -143,19 +167,23 @@ class MovieLensRatings(tfds.core.GeneratorBasedBuilder):
             "num_movies": int(len(movie_ids)),
             "movie_ids": [int(m) for m in movie_ids],
             "movie_titles": [titles.get(int(m), f"movie {int(m)}") for m in movie_ids],
-            "num_train_users": int(train["user"].nunique()),
-            "num_test_users": int(test["user"].nunique()),
-            "num_train_ratings": int(len(train)),
-            "num_test_ratings": int(len(test)),
-            "train_like_rate": float(train_labels.mean()),
-            "test_like_rate": float(test_labels.mean()),
             "raw_fingerprint": movielens.raw_fingerprint(raw_dir, release, config.split),
         })
-        train_by_user = _per_user(train, train_labels, movie_ids)
-        test_by_user = _per_user(test, test_labels, movie_ids)
+        for name, part in parts.items():
+            self.info.metadata.update({
+                f"num_{name}_users": int(part["user"].nunique()),
+                f"num_{name}_ratings": int(len(part)),
+                f"{name}_like_rate": float(labels[name].mean()),
+            })
+        by_user = {name: _per_user(part, labels[name], movie_ids) for name, part in parts.items()}
+        all_train = dict(by_user["train"])
+        for user, held in by_user["validation"].items():
+            # a test prediction may use every training rating, the validation ones included
+            all_train[user] = _concatenate(all_train.get(user), held)
         return {
-            "train": self._generate_examples(train_by_user, train_by_user),
-            "test": self._generate_examples(train_by_user, test_by_user),
+            "train": self._generate_examples(by_user["train"], by_user["train"]),
+            "validation": self._generate_examples(by_user["train"], by_user["validation"]),
+            "test": self._generate_examples(all_train, by_user["test"]),
         }
 
     def _generate_examples(self, inputs_by_user, targets_by_user):
@@ -166,6 +194,13 @@ class MovieLensRatings(tfds.core.GeneratorBasedBuilder):
             example.update({f"input_{name}": value for name, value in inputs.items()})
             example.update({f"target_{name}": value for name, value in targets.items()})
             yield int(user_id), example
+
+
+def _concatenate(first, second):
+    """Two users' {"movies", "labels", "ratings"} as one (either may be None)."""
+    if first is None:
+        return second
+    return {key: np.concatenate([first[key], second[key]]) for key in first}
 
 
 def _per_user(table, labels, movie_ids):

@@ -178,6 +178,9 @@ def add_split_arguments(parser):
                         help="with --split holdout --order random: seed of the choice (default: %(default)s)")
     parser.add_argument("--like-threshold", type=float, default=3.0,
                         help="a rating >= this is a like, below it a dislike (default: %(default)s)")
+    parser.add_argument("--validation-per-user", type=int, default=5,
+                        help="training ratings per user (of users with more than twice as many) "
+                             "kept aside for early stopping and choosing settings (default: %(default)s)")
     parser.add_argument("--data-dir", required=True,
                         help="directory of the prepared TFRecords (rbm-prepare's --data-dir)")
 
@@ -186,4 +189,4 @@ def split_settings(args):
     """The keyword arguments of `load_movielens` / `prepare_movielens` that name the split."""
     return {"release": args.release, "split": args.split, "test_per_user": args.test_per_user,
             "order": args.order, "split_seed": args.split_seed,
-            "like_threshold": args.like_threshold}
+            "like_threshold": args.like_threshold, "validation_per_user": args.validation_per_user}

@@ -49,17 +49,20 @@ def test_canonical_split_round_trip(ml100k_dir, tmp_path):
     assert data.num_movies == len(movie_ids) == 30
     assert data.movie_ids == movie_ids.tolist()
     assert data.movie_titles[0] == "Movie 1 (1991)"
-    assert data.train.num_ratings == len(train) and data.test.num_ratings == len(test)
-    assert metadata["num_train_ratings"] == len(train)
-    assert metadata["num_test_ratings"] == len(test)
-    assert metadata["train_like_rate"] == pytest.approx(np.mean(train["rating"] >= 3))
+    assert data.train.num_ratings + data.validation.num_ratings == len(train)
+    assert data.test.num_ratings == len(test) == metadata["num_test_ratings"]
 
     want_train, want_test = dense(train, movie_ids), dense(test, movie_ids)
     got_train, got_test = read_all(data.train), read_all(data.test)
+    got_validation = read_all(data.validation)
     assert set(got_train) == set(want_train)
     for user, (inputs, targets) in got_train.items():
-        np.testing.assert_array_equal(inputs, want_train[user])
-        np.testing.assert_array_equal(targets, want_train[user])
+        # the training part and the validation part together are the canonical training ratings
+        np.testing.assert_array_equal(inputs, targets)
+        held = got_validation[user][1] if user in got_validation else np.full(30, -1.0)
+        np.testing.assert_array_equal(np.where(held >= 0, held, inputs), want_train[user])
+    labels = np.concatenate([t[t >= 0] for _, t in got_train.values()])
+    assert metadata["train_like_rate"] == pytest.approx(labels.mean())
     assert set(got_test) == set(want_test)
     for user, (inputs, targets) in got_test.items():
         # a test example's inputs are the user's training ratings, its targets the held-out ones
@@ -133,5 +136,31 @@ def test_prepared_records_are_reused_until_the_raw_files_change(ml100k_dir, tmp_
     changed = prepare(ml100k_dir, data_dir, split="u1")
     train, _ = movielens.canonical_split(ml100k_dir, ML100K, "u1")
     assert changed.num_movies == 20
-    assert changed.train.num_ratings == len(train) != first.train.num_ratings
+    assert changed.train.num_ratings + changed.validation.num_ratings == len(train)
+    assert changed.train.num_ratings != first.train.num_ratings
     assert load_movielens(data_dir, "ml-100k", split="u1").num_movies == 20
+
+
+def test_validation_ratings_are_carved_from_training_and_never_from_test(ml100k_dir, tmp_path):
+    data = prepare(ml100k_dir, tmp_path / "data", split="u1", validation_per_user=2)
+    train, test = movielens.canonical_split(ml100k_dir, ML100K, "u1")
+    fit, validation = read_all(data.train), read_all(data.validation)
+    tested = read_all(data.test)
+    assert data.validation.num_ratings == sum((t >= 0).sum() for _, t in validation.values())
+    for user, (inputs, targets) in validation.items():
+        # two held out per user, the user's other training ratings as input
+        assert (targets >= 0).sum() == 2
+        np.testing.assert_array_equal(inputs, fit[user][0])
+        assert not np.any((inputs >= 0) & (targets >= 0))
+    for user, (inputs, targets) in tested.items():
+        # a test prediction sees every training rating, the validation ones included
+        known = fit.get(user, (np.full(30, -1.0),))[0].copy()
+        if user in validation:
+            held = validation[user][1] >= 0
+            known[held] = validation[user][1][held]
+        np.testing.assert_array_equal(inputs, known)
+    assert data.train.num_ratings + data.validation.num_ratings == len(train)
+    assert data.test.num_ratings == len(test)
+    assert data.name == "ml-100k-u1-val2"
+    with pytest.raises(MovieLensError, match="validation_per_user must be at least 1"):
+        prepare(ml100k_dir, tmp_path / "data", split="u1", validation_per_user=0)
