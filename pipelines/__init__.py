@@ -17,6 +17,10 @@ _EXPORTS = {
     "MovieLensData": "pipelines.movielens_data",
     "MovieLensPart": "pipelines.movielens_data",
     "RELEASES": "pipelines.movielens",
+    # how recommenders are measured
+    "Baselines": "pipelines.recommender_eval",
+    "Evaluator": "pipelines.recommender_eval",
+    "RatingMetrics": "pipelines.recommender_eval",
     # MNIST and Fashion-MNIST
     "prepare_images": "pipelines.image_data",
     "ImageData": "pipelines.image_data",

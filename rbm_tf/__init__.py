@@ -20,7 +20,6 @@ _EXPORTS = {
     # the recommender
     "Recommender": "rbm_tf.recommender",
     "RecommenderConfig": "rbm_tf.config",
-    "RatingMetrics": "rbm_tf.metrics",
     "train_recommender": "rbm_tf.recommender_training",
     "export_recommender_run": "rbm_tf.recommender_training",
     # deep belief networks

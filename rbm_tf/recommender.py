@@ -23,34 +23,15 @@ import tensorflow as tf
 
 from pipelines import loop
 from pipelines import movie_table
+from pipelines.recommender_eval import Evaluator
+from pipelines.recommender_eval import like_rates
+from pipelines.recommender_eval import training_triplets
 from pipelines.runs import RunDirectory
 from rbm_tf.config import RecommenderConfig
-from rbm_tf.metrics import RatingMetrics
 from rbm_tf.rbm import RBM
 from rbm_tf.recommender_serving import RecommenderServing
 from rbm_tf.recommender_serving import top_unrated
 from rbm_tf.training import CDTrainer
-
-EVAL_BATCH_SIZE = 256
-
-
-def like_rates(dataset, num_movies):
-    """Per-movie like rate over the training ratings, shrunk towards the overall rate."""
-    likes = tf.zeros([num_movies])
-    counts = tf.zeros([num_movies])
-    for batch in dataset:
-        known = batch["inputs"] >= 0
-        likes += tf.reduce_sum(tf.cast(batch["inputs"] > 0.5, tf.float32), axis=0)
-        counts += tf.reduce_sum(tf.cast(known, tf.float32), axis=0)
-    overall = tf.reduce_sum(likes) / tf.maximum(tf.reduce_sum(counts), 1.0)
-    prior_strength = 2.0
-    return (likes + prior_strength * overall) / (counts + prior_strength)
-
-
-def majority_label(train_like_rate):
-    """The label "always predict it" gets most right on the training ratings."""
-    return 1.0 if train_like_rate >= 0.5 else 0.0
-
 
 class Recommender:
     """An RBM over every movie's like/dislike, trained by contrastive divergence.
@@ -84,6 +65,14 @@ class Recommender:
         self.history = None
         self._evaluators = {}
 
+    def get_weights(self):
+        """The RBM's weights and biases as numpy arrays (what keras.callbacks.EarlyStopping keeps)."""
+        return [variable.numpy() for variable in self.rbm.variables_for_training]
+
+    def set_weights(self, weights):
+        for variable, value in zip(self.rbm.variables_for_training, weights):
+            variable.assign(value)
+
     # -- the parts a checkpoint holds ------------------------------------------------------------
 
     def trackables(self):
@@ -104,11 +93,9 @@ class Recommender:
         epochs = self.config.epochs if epochs is None else int(epochs)
         # the tf.data shuffles draw from the global seed as well as their own
         tf.random.set_seed(self.config.seed)
-        train_eval = train.dataset(EVAL_BATCH_SIZE)
-        validation = validation_data.dataset(EVAL_BATCH_SIZE) if validation_data is not None else None
         if int(self.epoch.numpy()) == 0:
-            self.rbm.set_visible_bias_from_rates(like_rates(train_eval, self.num_movies))
-        majority = majority_label(train.like_rate)
+            _, movies, labels = training_triplets(train)
+            self.rbm.set_visible_bias_from_rates(like_rates(movies, labels, self.num_movies))
 
         def train_epoch(epoch, callbacks):
             # one shuffle seed per epoch, so a resumed run sees the same batches as an unbroken one
@@ -120,12 +107,13 @@ class Recommender:
                 callbacks.on_train_batch_end(step)
             self.epoch.assign(epoch + 1)
             callbacks.on_test_begin()
-            logs = self._evaluate_dataset(train_eval, majority)
+            # the training targets are the inputs: accuracy and AUC there, no ranking
+            logs = self.evaluate(train, ranking=False)
             # not finite once training has diverged, which the NaN guard then stops
             logs["weight_norm"] = float(tf.norm(self.rbm.weights))
-            if validation is not None:
-                logs.update({f"val_{key}": value for key, value in
-                             self._evaluate_dataset(validation, majority).items()})
+            if validation_data is not None:
+                logs.update({f"val_{key}": value
+                             for key, value in self.evaluate(validation_data).items()})
             callbacks.on_test_end()
             return logs
 
@@ -144,31 +132,22 @@ class Recommender:
         ratings = tf.convert_to_tensor(ratings, tf.float32)
         return self.rbm.reconstruct(ratings, ratings >= 0.0).numpy()
 
-    def _evaluate_dataset(self, dataset, majority):
-        if majority not in self._evaluators:
-            metrics = RatingMetrics(majority_label=majority)
-            spec = tf.TensorSpec([None, self.num_movies], tf.float32)
+    def _like_probability(self, user_ids, inputs):
+        return self.rbm.reconstruct(inputs, inputs >= 0.0)
 
-            @tf.function(input_signature=[spec, spec])
-            def evaluate_batch(inputs, targets):
-                metrics.update(self.rbm.reconstruct(inputs, inputs >= 0), targets, targets >= 0)
+    def evaluate(self, data, ranking=True):
+        """The metrics of `pipelines.recommender_eval` on `data` (a `MovieLensPart`): its
+        targets predicted from its inputs (the targets are never fed to the model).
 
-            self._evaluators[majority] = (metrics, evaluate_batch)
-        metrics, evaluate_batch = self._evaluators[majority]
-        metrics.reset()
-        for batch in dataset:
-            evaluate_batch(batch["inputs"], batch["targets"])
-        return metrics.result()
-
-    def evaluate(self, data):
-        """Metrics of the predictions of `data`'s targets (a `MovieLensPart`) from its inputs.
-
-        accuracy, error, auc, reconstruction_error (mean squared error of the probabilities),
-        num_ratings, and majority_accuracy: the accuracy of always predicting the label most
-        common in the split's *training* ratings (never chosen on the ratings evaluated).
+        accuracy, error, auc, log_loss, squared_error, num_ratings, majority_accuracy (always
+        predicting the label most common in the split's *training* ratings) and, where the
+        part holds held-out likes, precision_at_10, recall_at_10 and ndcg_at_10 over every
+        movie the user did not rate.
         """
-        return self._evaluate_dataset(data.dataset(EVAL_BATCH_SIZE),
-                                      majority_label(data.builder.info.metadata["train_like_rate"]))
+        key = data.train_like_rate
+        if key not in self._evaluators:
+            self._evaluators[key] = Evaluator(self._like_probability, self.num_movies, key)
+        return self._evaluators[key](data, ranking=ranking)
 
     def recommend(self, ratings, k=10):
         """The k unrated movies a user would like most: [(movie_id, title, like_probability)].

@@ -10,9 +10,12 @@ and the export are `pipelines.loop`'s, shared with every other family.
 
 import dataclasses
 
+import keras
+
 from pipelines import loop
 from pipelines import movie_table
 from pipelines import runs
+from pipelines.recommender_eval import Baselines
 from pipelines.errors import RunError
 from rbm_tf.config import RecommenderConfig
 from rbm_tf.recommender import Recommender
@@ -20,22 +23,56 @@ from rbm_tf.recommender import Recommender
 MODEL_NAME = "rbm"
 
 
-def describe_epoch(record, total_epochs):
+def describe_epoch(record, total_epochs, baselines):
+    biases = baselines["user_item_biases"]
     return (f"epoch {record['epoch']}/{total_epochs}  {record['seconds']:.1f}s  "
             f"train acc {record['train_accuracy']:.4f} auc {record['train_auc']:.4f}  |  "
-            f"test acc {record['test_accuracy']:.4f} auc {record['test_auc']:.4f}  "
-            f"(majority baseline {record['test_majority_accuracy']:.4f})")
+            f"validation acc {record['validation_accuracy']:.4f} auc {record['validation_auc']:.4f} "
+            f"ndcg@10 {record.get('validation_ndcg_at_10', float('nan')):.4f}  "
+            f"(user+item biases auc {biases['validation_auc']:.4f} "
+            f"ndcg@10 {biases['validation_ndcg_at_10'] or float('nan'):.4f})")
 
 
-def final_metrics(last):
-    """metrics.json's final from the last epoch's record: the model beside its baselines."""
-    final = {key: last[key] for key in (
-        "epoch", "train_accuracy", "train_auc", "test_accuracy", "test_error", "test_auc",
-        "test_reconstruction_error", "test_num_ratings")}
-    final["baselines"] = {"majority": {"test_accuracy": last["test_majority_accuracy"],
-                                       "test_error": 1.0 - last["test_majority_accuracy"]}}
-    final["beats_majority"] = last["test_accuracy"] > last["test_majority_accuracy"]
+def verdict(final):
+    """Whether the model beats its baselines, in words and flags."""
+    baselines = final["baselines"]
+    beats_majority = final["test_accuracy"] > baselines["majority"]["test_accuracy"]
+    biases = baselines["user_item_biases"]
+    beats_biases = {metric: final[f"test_{metric}"] > biases[f"test_{metric}"]
+                    for metric in ("auc", "ndcg_at_10") if final.get(f"test_{metric}") is not None}
+    words = []
+    if not beats_majority:
+        words.append("does NOT beat the majority baseline on accuracy")
+    losing = [metric for metric, beats in beats_biases.items() if not beats]
+    if losing:
+        words.append(f"does NOT beat the user+item biases model on {' and '.join(losing)}")
+    return {"beats_majority": beats_majority,
+            "beats_user_item_biases": bool(beats_biases) and all(beats_biases.values()),
+            "verdict": "; ".join(words) or "beats every baseline"}
+
+
+def final_metrics(model, data, baselines, best_epoch):
+    """metrics.json's final: the test metrics of the kept weights, beside the baselines'."""
+    final = {"best_epoch": best_epoch}
+    final.update({f"test_{key}": value for key, value in model.evaluate(data.test).items()})
+    final["baselines"] = baselines.evaluate(data.test, prefix="test_")
+    final["user_item_biases_l2"] = baselines.bias_l2
+    final.update(verdict(final))
     return final
+
+
+def plot(run, data, epochs_logged, baselines):
+    biases = baselines["user_item_biases"]
+    runs.plot_metrics(
+        epochs_logged, {"train accuracy": "train_accuracy",
+                        "validation accuracy": "validation_accuracy",
+                        "validation ROC-AUC": "validation_auc",
+                        "validation NDCG@10": "validation_ndcg_at_10"},
+        run.path / "metrics.png",
+        baselines={"majority accuracy (validation)": baselines["majority"]["validation_accuracy"],
+                   "user+item biases ROC-AUC": biases["validation_auc"],
+                   "user+item biases NDCG@10": biases["validation_ndcg_at_10"]},
+        title=f"RBM recommender, {data.name}")
 
 
 def train_recommender(data, run_dir, config=None, resume=False, epochs=None, export=True,
@@ -45,7 +82,9 @@ def train_recommender(data, run_dir, config=None, resume=False, epochs=None, exp
     A new run stores `config` (default `RecommenderConfig()`) with the data it trains on; a
     resumed run (`resume=True`) continues from its last checkpoint with its stored settings,
     to its stored number of epochs unless `epochs` is given. Every epoch evaluates the
-    training and the test ratings; the model is exported at the end unless `export` is False.
+    training and the validation ratings; training stops early on the validation ROC-AUC
+    (`RecommenderConfig`) and keeps the best epoch's weights, which are then evaluated on the
+    test ratings beside the baselines and exported (unless `export` is False).
     """
     directory = runs.RunDirectory(run_dir)
     if resume:
@@ -68,18 +107,27 @@ def train_recommender(data, run_dir, config=None, resume=False, epochs=None, exp
     run.track(**model.trackables())
     run.check_resumable(int(model.epoch.numpy()), config.epochs, log)
 
-    def plot(epochs_logged):
-        runs.plot_metrics(
-            epochs_logged, {"train accuracy": "train_accuracy", "test accuracy": "test_accuracy",
-                            "test ROC-AUC": "test_auc"},
-            run.path / "metrics.png",
-            baselines={"majority baseline (test)": epochs_logged[-1]["test_majority_accuracy"]},
-            title=f"RBM recommender, {data.name}")
-
-    monitor = loop.RunMonitor(run, plot=plot, log=log,
-                              describe=lambda record: describe_epoch(record, config.epochs))
-    model.fit(data.train, validation_data=data.test, epochs=config.epochs, callbacks=[monitor])
-    return run.finish(final_metrics(run.metrics_log.epochs[-1]),
+    baselines = Baselines(data)
+    on_validation = baselines.evaluate(data.validation, prefix="validation_")
+    patience, start = config.stopping_epochs(data.train.num_users)
+    stopping = keras.callbacks.EarlyStopping(
+        monitor="val_auc", mode="max", patience=patience, start_from_epoch=start,
+        restore_best_weights=True)
+    monitor = loop.RunMonitor(
+        run, validation_name="validation", log=log,
+        extra=lambda record: {"baselines": on_validation},
+        plot=lambda logged: plot(run, data, logged, on_validation),
+        describe=lambda record: describe_epoch(record, config.epochs, on_validation))
+    model.fit(data.train, validation_data=data.validation, epochs=config.epochs,
+              callbacks=[stopping, monitor])
+    best_epoch = int(model.epoch.numpy())
+    if stopping.best_weights is not None:
+        best_epoch = stopping.best_epoch + 1  # Keras counts epochs from 0
+        # the kept weights, so that a re-export or restore of the run gets them too
+        run.save_checkpoint(int(model.epoch.numpy()))
+        if log:
+            log(f"kept the weights of epoch {best_epoch}, the best validation ROC-AUC")
+    return run.finish(final_metrics(model, data, baselines, best_epoch),
                       export=model.export if export else None, model_name=MODEL_NAME)
 
 
@@ -101,7 +149,8 @@ def load_run_data(run_dir):
     stored = runs.RunDirectory(run_dir).read_config()
     return load_movielens(stored["data_dir"], stored["release"], stored["split"],
                           test_per_user=stored["test_per_user"], order=stored["order"],
-                          split_seed=stored["split_seed"], like_threshold=stored["like_threshold"])
+                          split_seed=stored["split_seed"], like_threshold=stored["like_threshold"],
+                          validation_per_user=stored.get("validation_per_user", 5))
 
 
 def recommend_for_user(run_dir, user_id, k=10):

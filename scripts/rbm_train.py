@@ -21,7 +21,13 @@ def build_parser():
         prog="rbm-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _cli.add_split_arguments(parser)
     parser.add_argument("--epochs", type=_cli.positive_int,
-                        help=f"default: {defaults.epochs}; with --resume, the run's own count")
+                        help=f"the most epochs (default: {defaults.epochs}; with --resume, the "
+                             "run's own count)")
+    parser.add_argument("--patience-updates", type=int, default=defaults.patience_updates,
+                        help="stop after this many CD updates without a better validation "
+                             "ROC-AUC, keeping the best epoch (default: %(default)s)")
+    parser.add_argument("--min-updates", type=int, default=defaults.min_updates,
+                        help="never stop before this many updates (default: %(default)s)")
     parser.add_argument("--hidden", type=int, default=defaults.hidden,
                         help="number of hidden units (default: %(default)s)")
     parser.add_argument("--visible", choices=VISIBLE_LAYOUTS, default=defaults.visible,
@@ -43,16 +49,22 @@ def body(args):
     config = None
     if not args.resume:  # a resumed run keeps its stored settings; only --epochs may change
         config = _cli.config_of(RecommenderConfig, hidden=args.hidden, visible=args.visible,
-                                batch_size=args.batch_size, seed=args.seed, **_cli.cd_settings(args))
+                                batch_size=args.batch_size, seed=args.seed,
+                                patience_updates=args.patience_updates, min_updates=args.min_updates,
+                                **_cli.cd_settings(args))
     data = load_movielens(args.data_dir, **_cli.split_settings(args))
     result = train_recommender(data, args.run_dir, config, resume=args.resume, epochs=args.epochs,
                                export=not args.no_export, log=print)
     final = result["final"]
     if "export" in final and not args.no_export:
         print(f"exported to {final['export']}")
-    print(f"final: test accuracy {final['test_accuracy']:.4f} (majority baseline "
-          f"{final['baselines']['majority']['test_accuracy']:.4f}), test ROC-AUC "
-          f"{final['test_auc']:.4f}; metrics in {pathlib.Path(args.run_dir) / 'metrics.json'}")
+    baselines = final["baselines"]
+    print(f"final (epoch {final['best_epoch']}): test accuracy {final['test_accuracy']:.4f} "
+          f"(majority {baselines['majority']['test_accuracy']:.4f}), ROC-AUC {final['test_auc']:.4f} "
+          f"(user+item biases {baselines['user_item_biases']['test_auc']:.4f}), NDCG@10 "
+          f"{final['test_ndcg_at_10']:.4f} (biases {baselines['user_item_biases']['test_ndcg_at_10']:.4f}, "
+          f"most popular {baselines['most_popular']['test_ndcg_at_10']:.4f}): {final['verdict']}")
+    print(f"metrics in {pathlib.Path(args.run_dir) / 'metrics.json'}")
     return 0
 
 

@@ -198,7 +198,8 @@ def finish_case(name, run_dir, functions, calls):
 def rbm_case(root):
     """A recommender run of one epoch on a planted six-movie MovieLens, exported by tfm-export."""
     write_ml100k(root / "raw" / "ml-100k", planted_ml100k_ratings(num_users=30, num_movies=NUM_MOVIES))
-    data = prepare_movielens("ml-100k", root / "raw", root / "movielens", split="u1")
+    data = prepare_movielens("ml-100k", root / "raw", root / "movielens", split="u1",
+                             validation_per_user=1)
     config = RecommenderConfig(hidden=4, epochs=1, batch_size=4, seed=3)
     run_dir = root / "rbm"
     train_recommender(data, run_dir, config, export=False)

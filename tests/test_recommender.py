@@ -51,31 +51,57 @@ def test_a_run_beats_the_majority_baseline_and_writes_its_directory(data, tmp_pa
     metrics = strict_json(run_dir / "metrics.json")
     assert metrics == json.loads(json.dumps(result))
     assert [epoch["epoch"] for epoch in metrics["epochs"]] == list(range(1, 13))
-    for key in ("seconds", "train_accuracy", "test_accuracy", "test_auc", "test_majority_accuracy"):
-        assert key in metrics["epochs"][-1]
+    last = metrics["epochs"][-1]
+    for key in ("seconds", "train_accuracy", "validation_accuracy", "validation_auc",
+                "validation_ndcg_at_10", "validation_majority_accuracy"):
+        assert key in last
+    # per epoch the model is judged on validation ratings only: no test metric is there
+    assert not [key for epoch in metrics["epochs"] for key in epoch if key.startswith("test_")]
+    assert set(last["baselines"]) == {"majority", "item_like_rate", "user_item_biases", "most_popular"}
     final = metrics["final"]
     majority = final["baselines"]["majority"]
     # movies 1-5 are liked by everyone and half the rest by each taste group
     assert 0.55 < majority["test_accuracy"] < 0.8
     assert majority["test_error"] == pytest.approx(1 - majority["test_accuracy"])
+    assert majority["test_ndcg_at_10"] is None  # a constant ranks nothing
+    assert final["baselines"]["most_popular"]["test_accuracy"] is None
     assert final["test_error"] == pytest.approx(1 - final["test_accuracy"])
     assert final["test_accuracy"] > majority["test_accuracy"] + 0.1
     assert final["test_auc"] > 0.9 and final["beats_majority"] is True
+    assert final["test_log_loss"] > 0
+    for key in ("test_precision_at_10", "test_recall_at_10", "test_ndcg_at_10"):
+        assert 0 <= final[key] <= 1
     assert (run_dir / "metrics.png").stat().st_size > 1000
-    assert list((run_dir / "tensorboard" / "test").iterdir())
+    assert list((run_dir / "tensorboard" / "validation").iterdir())
     export_dir = pathlib.Path(final["export"])
     assert export_dir == run_dir / "export" / "rbm" / "1"
     table = (export_dir / "assets" / "movies.tsv").read_text().splitlines()
-    assert table[0] == "index\tmovie_id\ttitle" and table[1] == "0\t1\tMovie 1 (1991)"
+    assert table[0] == "index\tmovie_id\ttitle"
+    assert table[1] == "0\t1\tMovie 1 (1991)"
+
+
+def test_training_stops_on_validation_and_keeps_the_best_epoch(data, tmp_path):
+    # 8 updates an epoch: patience 8 updates is one epoch, no minimum
+    config = RecommenderConfig(**{**vars(SMALL), "epochs": 30, "patience_updates": 8,
+                                  "min_updates": 0, "learning_rate": 0.5})
+    result = train_recommender(data, tmp_path / "run", config, export=False)
+    epochs = result["epochs"]
+    aucs = [epoch["validation_auc"] for epoch in epochs]
+    best = int(np.argmax(aucs))
+    assert len(epochs) < 30 and len(epochs) == best + 2  # stopped one epoch after the best
+    assert result["final"]["best_epoch"] == best + 1
+    model = Recommender.restore(tmp_path / "run")
+    assert model.evaluate(data.validation)["auc"] == pytest.approx(aucs[best], abs=1e-6)
 
 
 def test_fit_evaluate_and_recommend_in_memory(data):
     model = Recommender(data.num_movies, SMALL, data.movie_ids, data.movie_titles)
-    history = model.fit(data.train, validation_data=data.test, epochs=3)
+    history = model.fit(data.train, validation_data=data.validation, epochs=3)
     assert len(history.history["val_auc"]) == 3 and int(model.epoch.numpy()) == 3
-    metrics = model.evaluate(data.test)
+    metrics = model.evaluate(data.validation)
     assert metrics["auc"] == pytest.approx(history.history["val_auc"][-1])
-    assert metrics["num_ratings"] == data.test.num_ratings
+    assert metrics["ndcg_at_10"] == pytest.approx(history.history["val_ndcg_at_10"][-1])
+    assert metrics["num_ratings"] == data.validation.num_ratings
     # a user nobody trained on: likes movies 1-5 and the first half, dislikes the second half
     ratings = np.full(data.num_movies, -1.0, np.float32)
     ratings[:3], ratings[20:23] = 1.0, 0.0
@@ -113,7 +139,7 @@ def test_the_majority_baseline_is_the_training_ratings_majority(tmp_path):
     (raw / "u1.test").write_text("".join(test_lines))
     (raw / "u1.base").write_text("".join(f"{u}\t{m}\t{r}\t{t}\n" for u, m, r, t in rows
                                          if m not in (1, 2, 3, 4)))
-    data = prepare_movielens("ml-100k", raw, tmp_path / "data", split="u1")
+    data = prepare_movielens("ml-100k", raw, tmp_path / "data", split="u1", validation_per_user=1)
     assert data.train.like_rate > 0.5 > data.test.like_rate
     model = Recommender(data.num_movies, SMALL)
     # a quarter of the test labels are likes: "always like" is right a quarter of the time
@@ -176,7 +202,7 @@ def test_resume_continues_exactly_where_an_unbroken_run_would_be(data, tmp_path,
     straight = strict_json(tmp_path / "straight" / "metrics.json")
     broken = strict_json(tmp_path / "broken" / "metrics.json")
     assert [e["epoch"] for e in broken["epochs"]] == [1, 2, 3, 4]
-    for key in ("test_accuracy", "test_auc", "train_reconstruction_error"):
+    for key in ("validation_accuracy", "validation_auc", "train_squared_error"):
         assert broken["epochs"][-1][key] == straight["epochs"][-1][key]
     np.testing.assert_array_equal(Recommender.restore(tmp_path / "broken").rbm.weights.numpy(),
                                   Recommender.restore(tmp_path / "straight").rbm.weights.numpy())
