@@ -63,7 +63,8 @@ class RatingMetrics:
         return (self.accuracy, self.auc, self.log_loss, self.majority, self.squared_error,
                 self.precision, self.recall, self.ndcg)
 
-    def update(self, probability, inputs, targets):
+    def update(self, probability, inputs, targets, scores=None):
+        """`scores` rank the movies for the ranking metrics (default: the probabilities)."""
         known = targets >= 0
         known_probability = tf.boolean_mask(probability, known)
         labels = tf.cast(tf.boolean_mask(targets, known), tf.float32)
@@ -72,7 +73,7 @@ class RatingMetrics:
         self.log_loss.update_state(labels[:, tf.newaxis], known_probability[:, tf.newaxis])
         self.majority.update_state(tf.cast(tf.equal(labels, self.majority_label), tf.float32))
         self.squared_error.update_state(tf.square(known_probability - labels))
-        self.update_ranking(probability, inputs, targets)
+        self.update_ranking(probability if scores is None else scores, inputs, targets)
 
     def update_ranking(self, scores, inputs, targets):
         """Precision, recall and NDCG at k of each user with a held-out like."""
@@ -115,16 +116,20 @@ class RatingMetrics:
 class Evaluator:
     """Metrics of `predict(user_ids, inputs) -> like-probabilities` on parts of a split.
 
-    The batch step is traced once (`predict` inside it), so evaluating every epoch is cheap.
+    `rank(probability)`, when given, turns the probabilities into the scores that rank the
+    movies for the ranking metrics. The batch step is traced once (`predict` inside it), so
+    evaluating every epoch is cheap.
     """
 
-    def __init__(self, predict, num_movies, train_like_rate):
+    def __init__(self, predict, num_movies, train_like_rate, rank=None):
         self.metrics = RatingMetrics(majority_label=majority_label(train_like_rate))
         ratings = tf.TensorSpec([None, num_movies], tf.float32)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.int64), ratings, ratings])
         def step(user_ids, inputs, targets):
-            self.metrics.update(predict(user_ids, inputs), inputs, targets)
+            probability = predict(user_ids, inputs)
+            self.metrics.update(probability, inputs, targets,
+                                None if rank is None else rank(probability))
 
         self.step = step
 

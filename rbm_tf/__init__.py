@@ -2,7 +2,7 @@
 
     from rbm_tf import Recommender
     model = Recommender(data.num_movies, movie_ids=data.movie_ids, movie_titles=data.movie_titles)
-    model.fit(data.train, validation_data=data.test, epochs=40)
+    model.fit(data.train, validation_data=data.validation, epochs=40)
 
 Names load on first use: importing a config module does not load TensorFlow.
 """

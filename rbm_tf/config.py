@@ -47,6 +47,10 @@ class CDConfig:
 class RecommenderConfig:
     """The RBM recommender's model and training settings.
 
+    `user_offset` gives each user a visible bias of their own (how much more often than
+    everyone they like what they rate, from their ratings), so the hidden units model tastes
+    rather than generosity.
+
     Training stops early on the validation ratings' ROC-AUC: after `min_updates` CD updates,
     once `patience_updates` updates have passed without a better one, or at `epochs` epochs;
     the best epoch's weights are kept. Counting updates, not epochs, makes the rule the same
@@ -66,6 +70,7 @@ class RecommenderConfig:
     seed: int = 0
     patience_updates: int = 300
     min_updates: int = 300
+    user_offset: bool = True
 
     def __post_init__(self):
         at_least("hidden", self.hidden, 1)

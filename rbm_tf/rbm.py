@@ -90,13 +90,19 @@ class RBM(tf.Module):
         units = self.visible_units(visible, mask)
         return tf.sigmoid(tf.matmul(units, self.weights) + self.hidden_bias)
 
-    def visible_probability(self, hidden):
-        """p(v_i = 1 | h) for every visible value: [batch, num_visible]."""
+    def visible_probability(self, hidden, offset=None):
+        """p(v_i = 1 | h) for every visible value: [batch, num_visible].
+
+        ``offset`` [batch], when given, is added to every value's log-odds of 1 in that case:
+        a per-case visible bias (the recommender's user offset), 0 meaning none.
+        """
         logits = tf.matmul(hidden, self.weights, transpose_b=True) + self.visible_bias
-        if self.visible_layout == "single":
-            return tf.sigmoid(logits)
-        logits = tf.reshape(logits, [-1, self.num_visible, 2])
-        return tf.sigmoid(logits[..., 0] - logits[..., 1])
+        if self.visible_layout == "pair":
+            logits = tf.reshape(logits, [-1, self.num_visible, 2])
+            logits = logits[..., 0] - logits[..., 1]
+        if offset is not None:
+            logits += offset[:, tf.newaxis]
+        return tf.sigmoid(logits)
 
     def _bernoulli(self, probability):
         return tf.cast(self.generator.uniform(tf.shape(probability)) < probability, tf.float32)
@@ -106,44 +112,51 @@ class RBM(tf.Module):
         probability = self.hidden_probability(visible, mask)
         return probability, self._bernoulli(probability)
 
-    def sample_visible(self, hidden, mask=None, visible=None):
+    def sample_visible(self, hidden, mask=None, visible=None, offset=None):
         """Visible probabilities and a sample; where ``mask`` is False the sample keeps ``visible``.
 
         With the pair layout a sample of the two-way softmax is one Bernoulli draw of "1".
         """
-        probability = self.visible_probability(hidden)
+        probability = self.visible_probability(hidden, offset)
         sample = self._bernoulli(probability)
         if mask is not None:
             sample = tf.where(mask, sample, visible)
         return probability, sample
 
-    def free_energy(self, visible, mask=None):
-        """F(v) = -a.v - sum_j softplus(b_j + (vW)_j), summed over observed units: [batch]."""
+    def free_energy(self, visible, mask=None, offset=None):
+        """F(v) = -a.v - o.sum_i v_i - sum_j softplus(b_j + (vW)_j), over observed units: [batch].
+
+        ``offset`` [batch] is the per-case bias of `visible_probability` (default 0).
+        """
         units = self.visible_units(visible, mask)
         visible_term = tf.linalg.matvec(units, self.visible_bias)
+        if offset is not None:
+            ones = units if self.visible_layout == "single" else units[:, 0::2]
+            visible_term += offset * tf.reduce_sum(ones, axis=-1)
         hidden_term = tf.reduce_sum(
             tf.math.softplus(tf.matmul(units, self.weights) + self.hidden_bias), axis=-1)
         return -visible_term - hidden_term
 
-    def reconstruct(self, visible, mask=None):
+    def reconstruct(self, visible, mask=None, offset=None):
         """Deterministic mean-field up-down pass: p(v = 1 | E[h | v]) for every visible value.
 
         This is the model's prediction (the like-probability of every movie from a user's known
         ratings): Bernoulli samples as predictions only add noise.
         """
-        return self.visible_probability(self.hidden_probability(visible, mask))
+        return self.visible_probability(self.hidden_probability(visible, mask), offset)
 
     # -- learning ----------------------------------------------------------------------------
 
     def contrastive_divergence(self, visible, mask=None, k=1, chain_start=None,
-                               mean_field_visible=False):
+                               mean_field_visible=False, offset=None):
         """Gradients of the negative log-likelihood estimated by CD-k (or PCD), batch-averaged.
 
         The chain starts from a hidden sample given the data, or from ``chain_start`` (a hidden
         state [batch, num_hidden], for persistent CD). Visible units are sampled at each Gibbs
         step, or with ``mean_field_visible`` replaced by their probabilities (Hinton's practical
         guide for pixel intensities: less sampling noise in the negative statistics); missing
-        ones stay missing. The statistics use hidden probabilities.
+        ones stay missing. The statistics use hidden probabilities. ``offset`` is the per-case
+        visible bias of `visible_probability`, a fixed input of the model (no gradient).
 
         Returns (gradients, chain_end): ``gradients`` is a list matching ``self.variables_for_
         training`` (weights, visible bias, hidden bias), signed for minimisation so an optimizer
@@ -159,11 +172,11 @@ class RBM(tf.Module):
         negative_hidden = positive_hidden
         for _ in range(k):
             if mean_field_visible:
-                negative_visible = self.visible_probability(hidden)
+                negative_visible = self.visible_probability(hidden, offset)
                 if mask is not None:
                     negative_visible = tf.where(mask, negative_visible, visible)
             else:
-                _, negative_visible = self.sample_visible(hidden, mask, visible)
+                _, negative_visible = self.sample_visible(hidden, mask, visible, offset)
             negative_hidden, hidden = self.sample_hidden(negative_visible, mask)
         negative_units = self.visible_units(negative_visible, mask)
         weights_gradient = -(tf.matmul(positive_units, positive_hidden, transpose_a=True)

@@ -5,7 +5,7 @@
 
     data = load_movielens("data", "ml-100k", split="u1")
     model = Recommender(data.num_movies, movie_ids=data.movie_ids, movie_titles=data.movie_titles)
-    model.fit(data.train, validation_data=data.test, epochs=40)
+    model.fit(data.train, validation_data=data.validation, epochs=40)
     model.evaluate(data.test)        # accuracy, AUC, ... beside the majority baseline
     model.recommend(ratings, k=10)   # any {-1, 0, 1} vector: a user the model never saw too
     model.export("export/rbm/1")     # SavedModel for TensorFlow Serving, movies.tsv inside
@@ -19,6 +19,7 @@ import dataclasses
 import pathlib
 import tempfile
 
+import numpy as np
 import tensorflow as tf
 
 from pipelines import loop
@@ -32,6 +33,9 @@ from rbm_tf.rbm import RBM
 from rbm_tf.recommender_serving import RecommenderServing
 from rbm_tf.recommender_serving import top_unrated
 from rbm_tf.training import CDTrainer
+
+# how many ratings at everyone's like rate a user's own like rate is shrunk with
+USER_PRIOR_STRENGTH = 5.0
 
 class Recommender:
     """An RBM over every movie's like/dislike, trained by contrastive divergence.
@@ -61,6 +65,11 @@ class Recommender:
         self.rbm = RBM(self.num_movies, config.hidden, config.visible, seed=config.seed)
         self.trainer = CDTrainer(self.rbm, config.cd_config(), batch_size=config.batch_size)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        # the log-odds of a like over all training ratings, and each movie's share of them:
+        # set when training starts, kept in checkpoints and exports
+        self.like_logit = tf.Variable(0.0, trainable=False, name="like_logit")
+        self.rating_share = tf.Variable(tf.fill([self.num_movies], 1.0 / self.num_movies),
+                                        trainable=False, name="rating_share")
         self.stop_training = False
         self.history = None
         self._evaluators = {}
@@ -77,7 +86,33 @@ class Recommender:
 
     def trackables(self):
         """What a checkpoint of this model holds: the trainer (RBM, optimizer, chains) and epoch."""
-        return {"trainer": self.trainer, "epoch": self.epoch}
+        return {"trainer": self.trainer, "epoch": self.epoch, "like_logit": self.like_logit,
+                "rating_share": self.rating_share}
+
+    def user_offset(self, ratings):
+        """Each user's log-odds of a like beyond everyone's, from their own ratings [batch].
+
+        The user's like rate is shrunk towards everyone's by `USER_PRIOR_STRENGTH` ratings, so
+        a user with few ratings gets a small offset. It enters the RBM as a per-user visible
+        bias: the hidden units then explain each user's tastes beyond how generous they are.
+        """
+        if not self.config.user_offset:
+            return None
+        rate = tf.sigmoid(self.like_logit)
+        likes = tf.reduce_sum(tf.cast(ratings > 0.5, tf.float32), axis=-1)
+        known = tf.reduce_sum(tf.cast(ratings >= 0.0, tf.float32), axis=-1)
+        user_rate = (likes + USER_PRIOR_STRENGTH * rate) / (known + USER_PRIOR_STRENGTH)
+        return tf.math.log(user_rate) - tf.math.log1p(-user_rate) - self.like_logit
+
+    def like_probability(self, ratings):
+        """p(like) of every movie [batch, num_movies] from ratings in {-1, 0, 1} (a tensor)."""
+        return self.rbm.reconstruct(ratings, ratings >= 0.0, self.user_offset(ratings))
+
+    def ranking_score(self, like_probability):
+        """What ranks unrated movies for a user: the chance they will rate the movie (its share
+        of the training ratings) times the chance they like it when they do. A like-probability
+        alone ranks movies almost nobody has seen, and liked, first."""
+        return like_probability * self.rating_share
 
     # -- training ----------------------------------------------------------------------------
 
@@ -96,6 +131,9 @@ class Recommender:
         if int(self.epoch.numpy()) == 0:
             _, movies, labels = training_triplets(train)
             self.rbm.set_visible_bias_from_rates(like_rates(movies, labels, self.num_movies))
+            rate = float(np.clip(labels.mean(), 1e-3, 1 - 1e-3))
+            self.like_logit.assign(np.log(rate / (1 - rate)))
+            self.rating_share.assign(np.bincount(movies, minlength=self.num_movies) / len(movies))
 
         def train_epoch(epoch, callbacks):
             # one shuffle seed per epoch, so a resumed run sees the same batches as an unbroken one
@@ -103,7 +141,8 @@ class Recommender:
                                     shuffle_seed=self.config.seed * 100003 + epoch + 1)
             for step, batch in enumerate(batches):
                 callbacks.on_train_batch_begin(step)
-                self.trainer.train_step(batch["inputs"], batch["inputs"] >= 0)
+                self.trainer.train_step(batch["inputs"], batch["inputs"] >= 0,
+                                        self.user_offset(batch["inputs"]))
                 callbacks.on_train_batch_end(step)
             self.epoch.assign(epoch + 1)
             callbacks.on_test_begin()
@@ -130,10 +169,10 @@ class Recommender:
         Deterministic (a mean-field pass, no sampling): the same ratings give the same numbers.
         """
         ratings = tf.convert_to_tensor(ratings, tf.float32)
-        return self.rbm.reconstruct(ratings, ratings >= 0.0).numpy()
+        return self.like_probability(ratings).numpy()
 
     def _like_probability(self, user_ids, inputs):
-        return self.rbm.reconstruct(inputs, inputs >= 0.0)
+        return self.like_probability(inputs)
 
     def evaluate(self, data, ranking=True):
         """The metrics of `pipelines.recommender_eval` on `data` (a `MovieLensPart`): its
@@ -146,7 +185,8 @@ class Recommender:
         """
         key = data.train_like_rate
         if key not in self._evaluators:
-            self._evaluators[key] = Evaluator(self._like_probability, self.num_movies, key)
+            self._evaluators[key] = Evaluator(self._like_probability, self.num_movies, key,
+                                              rank=self.ranking_score)
         return self._evaluators[key](data, ranking=ranking)
 
     def recommend(self, ratings, k=10):
@@ -165,7 +205,8 @@ class Recommender:
         if ratings.shape[-1] != self.num_movies:
             raise ValueError(f"ratings must have num_movies ({self.num_movies}) values per user, "
                              f"got {ratings.shape[-1]}")
-        top = top_unrated(self.rbm.reconstruct(ratings, ratings >= 0.0), ratings, k,
+        probability = self.like_probability(ratings)
+        top = top_unrated(probability, ratings, k, self.ranking_score(probability),
                           tf.constant(self.movie_ids, tf.int64))
         lists = [[(self.movie_ids[index], self.movie_titles[index], float(score))
                   for index, score in zip(indices[:count], scores[:count])]
@@ -181,7 +222,10 @@ class Recommender:
         with tempfile.TemporaryDirectory() as directory:
             table = pathlib.Path(directory) / movie_table.MOVIE_TABLE
             movie_table.write_movie_table(table, self.movie_ids, self.movie_titles)
-            module = RecommenderServing(self.rbm, self.movie_ids, movie_table_path=table)
+            module = RecommenderServing(self.rbm, self.movie_ids, movie_table_path=table,
+                                        like_probability=self.like_probability,
+                                        ranking_score=self.ranking_score,
+                                        variables=[self.like_logit, self.rating_share])
             tf.saved_model.save(module, str(path), signatures=module.signatures())
         return pathlib.Path(path)
 

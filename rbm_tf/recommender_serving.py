@@ -21,9 +21,15 @@ class RecommenderServing(tf.Module):
     them all, and the entries after ``num_recommended`` are padding (index and id -1, score -1).
     """
 
-    def __init__(self, rbm: RBM, movie_ids, movie_table_path=None, name=None):
+    def __init__(self, rbm: RBM, movie_ids, movie_table_path=None, like_probability=None,
+                 ranking_score=None, variables=(), name=None):
         super().__init__(name=name)
         self.rbm = rbm
+        # how ratings become like-probabilities (default: the RBM's mean-field pass), and the
+        # variables it reads beyond the RBM's, tracked so that the SavedModel holds them
+        self.predict = like_probability or (lambda ratings: rbm.reconstruct(ratings, ratings >= 0.0))
+        self.rank = ranking_score or (lambda probability: probability)
+        self.prediction_variables = list(variables)
         if len(movie_ids) != rbm.num_visible:
             raise ValueError(f"{len(movie_ids)} movie ids for an RBM of {rbm.num_visible} movies")
         self.movie_ids = tf.constant(movie_ids, tf.int64)
@@ -40,23 +46,25 @@ class RecommenderServing(tf.Module):
 
     def _like_probability(self, ratings):
         ratings = check_ratings(ratings, self.rbm.num_visible)
-        return {"like_probability": self.rbm.reconstruct(ratings, ratings >= 0.0)}
+        return {"like_probability": self.predict(ratings)}
 
     def _recommend(self, ratings, k):
         ratings = check_ratings(ratings, self.rbm.num_visible)
         tf.debugging.assert_positive(k, message="k must be at least 1")
-        return top_unrated(self.rbm.reconstruct(ratings, ratings >= 0.0), ratings, k, self.movie_ids)
+        probability = self.predict(ratings)
+        return top_unrated(probability, ratings, k, self.rank(probability), self.movie_ids)
 
 
-def top_unrated(like_probability, ratings, k, movie_ids):
-    """The k unrated movies of highest like-probability per user, padded as `recommend` says."""
+def top_unrated(like_probability, ratings, k, ranking_score, movie_ids):
+    """The k unrated movies of highest `ranking_score` per user, with their like-probabilities
+    as ``scores``, padded as `recommend` says."""
     unrated = ratings < 0.0
-    scores = tf.where(unrated, like_probability, tf.fill(tf.shape(like_probability), -float("inf")))
-    top = tf.math.top_k(scores, k=tf.minimum(k, tf.shape(scores)[-1]))
+    ranked = tf.where(unrated, ranking_score, tf.fill(tf.shape(ranking_score), -float("inf")))
+    top = tf.math.top_k(ranked, k=tf.minimum(k, tf.shape(ranked)[-1]))
     is_movie = tf.math.is_finite(top.values)
     indices = tf.where(is_movie, top.indices, NO_MOVIE)
+    safe = tf.maximum(indices, 0)
     return {"movie_indices": indices,
-            "movie_ids": tf.where(is_movie, tf.gather(movie_ids, tf.maximum(indices, 0)),
-                                  tf.constant(NO_MOVIE, tf.int64)),
-            "scores": tf.where(is_movie, top.values, -1.0),
+            "movie_ids": tf.where(is_movie, tf.gather(movie_ids, safe), tf.constant(NO_MOVIE, tf.int64)),
+            "scores": tf.where(is_movie, tf.gather(like_probability, safe, batch_dims=1), -1.0),
             "num_recommended": tf.reduce_sum(tf.cast(is_movie, tf.int32), axis=-1)}

@@ -30,26 +30,27 @@ class CDTrainer(tf.Module):
                 trainable=False, name="persistent_hidden")
 
     @tf.function
-    def train_step(self, visible, mask=None):
-        """One CD update on a batch; returns the batch's mean squared reconstruction error."""
+    def train_step(self, visible, mask=None, offset=None):
+        """One CD update on a batch (``offset``: per-case visible biases, see `RBM`); returns
+        the batch's mean squared reconstruction error."""
         chain_start = None
         if self.persistent_hidden is not None:
             chain_start = self.persistent_hidden[: tf.shape(visible)[0]]
         gradients, chain_end = self.rbm.contrastive_divergence(
             visible, mask, k=self.config.k, chain_start=chain_start,
-            mean_field_visible=self.config.mean_field_visible)
+            mean_field_visible=self.config.mean_field_visible, offset=offset)
         if self.config.weight_decay:
             gradients[0] = gradients[0] + self.config.weight_decay * self.rbm.weights
         self.optimizer.apply(gradients, self.rbm.variables_for_training)
         if self.persistent_hidden is not None:
             self.persistent_hidden[: tf.shape(visible)[0]].assign(chain_end)
-        return {"reconstruction_error": reconstruction_error(self.rbm, visible, mask)}
+        return {"reconstruction_error": reconstruction_error(self.rbm, visible, mask, offset)}
 
 
-def reconstruction_error(rbm: RBM, visible, mask=None):
+def reconstruction_error(rbm: RBM, visible, mask=None, offset=None):
     """Mean squared difference between observed values and their mean-field reconstruction."""
     visible = tf.convert_to_tensor(visible, tf.float32)
-    squared_error = tf.square(visible - rbm.reconstruct(visible, mask))
+    squared_error = tf.square(visible - rbm.reconstruct(visible, mask, offset))
     if mask is None:
         return tf.reduce_mean(squared_error)
     return tf.reduce_mean(tf.boolean_mask(squared_error, mask))

@@ -19,7 +19,7 @@ def test_recommender_workflow(tmp_path):
     data = prepare_movielens("ml-100k", raw_dir, tmp_path / "data", split="u1")
     model = Recommender(data.num_movies, movie_ids=data.movie_ids, movie_titles=data.movie_titles,
                         hidden=8, batch_size=10)
-    model.fit(data.train, validation_data=data.test, epochs=10)
+    model.fit(data.train, validation_data=data.validation, epochs=10)
     metrics = model.evaluate(data.test)            # accuracy, auc, majority_accuracy, ...
     new_user = np.full(data.num_movies, -1.0, np.float32)
     new_user[:3] = 1.0                             # likes three movies, rated nothing else
@@ -71,3 +71,23 @@ def test_autoencoder_workflow(tmp_path):
     reconstruction = tf.saved_model.load(str(second)).signatures["reconstruct"](images=images)
     mse = np.mean((reconstruction["reconstruction"].numpy() - images.numpy()) ** 2)
     assert mse == pytest.approx(final["test_mse"], rel=1e-4)
+
+
+def test_recommender_with_keras_early_stopping_and_baselines(tmp_path):
+    raw_dir = write_ml100k(tmp_path / "ml-100k", planted_ml100k_ratings())
+
+    import keras
+    import pipelines
+    from pipelines import prepare_movielens
+    from rbm_tf import Recommender
+
+    data = prepare_movielens("ml-100k", raw_dir, tmp_path / "data", split="u1")
+    model = Recommender(data.num_movies, hidden=8, batch_size=10, learning_rate=0.5)
+    stopping = keras.callbacks.EarlyStopping("val_auc", mode="max", patience=1,
+                                             restore_best_weights=True)
+    history = model.fit(data.train, validation_data=data.validation, epochs=30, callbacks=[stopping])
+    baselines = pipelines.Baselines(data).evaluate(data.test)
+
+    aucs = history.history["val_auc"]
+    assert len(aucs) < 30 and model.evaluate(data.validation)["auc"] == pytest.approx(max(aucs))
+    assert model.evaluate(data.test)["auc"] > baselines["user_item_biases"]["auc"]

@@ -293,3 +293,26 @@ def test_persistent_chains_carry_over_between_updates():
     trainer.train_step(tf.constant(VISIBLE))
     assert trainer.persistent_hidden.shape == (3, 3)
     assert not (np.array_equal(before, after_one) and np.array_equal(after_one, trainer.persistent_hidden.numpy()))
+
+
+@pytest.mark.parametrize("layout", ["single", "pair"])
+def test_a_per_case_offset_shifts_every_visible_log_odds_and_the_free_energy(layout):
+    rbm = make_rbm(4, 3, layout)
+    weights, visible_bias, hidden_bias = (v.numpy() for v in rbm.variables_for_training)
+    hidden = np.array([[1, 0, 1], [0, 1, 1]], np.float32)
+    offset = np.array([0.7, -1.3], np.float32)
+    logits = numpy_visible_probability(hidden, weights, visible_bias, layout)
+    logits = np.log(logits / (1 - logits))
+    np.testing.assert_allclose(rbm.visible_probability(hidden, offset).numpy(),
+                               sigmoid(logits + offset[:, np.newaxis]), rtol=1e-5)
+    # F(v) with the offset is the free energy of an RBM whose "1" units have bias a + offset
+    visible = np.array([[1, 0, 1, 1], [0, 1, 1, 0]], np.float32)
+    mask = np.array([[1, 1, 0, 1], [1, 1, 1, 1]], bool)
+    units = numpy_units(visible, mask, layout)
+    for row in range(2):
+        shifted = visible_bias.copy()
+        shifted[0::(1 if layout == "single" else 2)] += offset[row]
+        want = brute_force_free_energy(units[row], weights, shifted, hidden_bias)
+        got = rbm.free_energy(np.where(mask, visible, -1.0)[row:row + 1], mask[row:row + 1],
+                              offset[row:row + 1]).numpy()[0]
+        assert got == pytest.approx(want, rel=1e-5)

@@ -35,7 +35,8 @@ def test_train_then_recommend(prepared, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert train(prepared, run_dir, "--epochs", "3") == 0
     out = capsys.readouterr().out
-    assert "epoch 3/3" in out and "majority baseline" in out and "exported to" in out
+    assert "epoch 3/3" in out and "exported to" in out
+    assert "(majority " in out and "user+item biases" in out and "most popular" in out
     assert json.loads((run_dir / "metrics.json").read_text())["final"]["best_epoch"] <= 3
     assert rbm_recommend.main(["--run-dir", str(run_dir), "--user", "2", "--top", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -2,6 +2,7 @@
 
 import errno
 import json
+import math
 import os
 import pathlib
 import subprocess
@@ -16,6 +17,7 @@ from pipelines import loop
 from pipelines.errors import DivergedError
 from pipelines.errors import RunError
 from pipelines.movielens_data import prepare_movielens
+from pipelines.recommender_eval import training_triplets
 from rbm_tf import Recommender
 from rbm_tf import RecommenderConfig
 from rbm_tf.recommender_training import export_recommender_run
@@ -107,7 +109,6 @@ def test_fit_evaluate_and_recommend_in_memory(data):
     ratings[:3], ratings[20:23] = 1.0, 0.0
     top = model.recommend(ratings, k=4)
     assert len(top) == 4 and all(data.movie_ids.index(m) not in (0, 1, 2, 20, 21, 22) for m, _, _ in top)
-    assert [score for _, _, score in top] == sorted((score for _, _, score in top), reverse=True)
     assert top[0][1] == f"Movie {top[0][0]} (199{top[0][0] % 10})"
 
 
@@ -170,11 +171,12 @@ def test_export_reloaded_in_a_fresh_process_reproduces_the_model(data, tmp_path)
     expected = model.predict(ratings)
     np.testing.assert_array_equal(served["probability"], expected)
     np.testing.assert_array_equal(model.predict(ratings), expected)  # deterministic
+    score = expected * model.rating_share.numpy()
     for user in range(3):
         unrated = np.flatnonzero(ratings[user] < 0)
-        best = unrated[np.argsort(-expected[user, unrated], kind="stable")[:4]]
-        np.testing.assert_allclose(np.sort(expected[user, served["indices"][user]]),
-                                   np.sort(expected[user, best]), rtol=1e-6)
+        best = unrated[np.argsort(-score[user, unrated], kind="stable")[:4]]
+        np.testing.assert_allclose(np.sort(score[user, served["indices"][user]]),
+                                   np.sort(score[user, best]), rtol=1e-6)
         assert not np.any(ratings[user, served["indices"][user]] >= 0)
         np.testing.assert_array_equal(served["ids"][user], served["indices"][user] + 1)
 
@@ -310,3 +312,36 @@ def test_run_files_are_only_ever_replaced_whole(data, tmp_path, monkeypatch):
     assert replaced.count("run_config.json") == 1 and replaced.count("movies.tsv") == 1
     assert replaced.count("metrics.json") == 3  # two epochs and the final
     assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_a_users_offset_is_their_shrunk_like_rate_against_everyones():
+    model = Recommender(4, SMALL)
+    model.like_logit.assign(np.log(0.8 / 0.2))
+    ratings = tf.constant([[1, 1, 0, -1], [-1, -1, -1, -1], [0, 0, 0, 0]], tf.float32)
+    # two likes in three ratings, shrunk with five ratings at 0.8: (2 + 4) / (3 + 5) = 0.75
+    want = [math.log(0.75 / 0.25) - math.log(4.0),
+            0.0,
+            math.log((0 + 4) / (4 + 5) / (1 - (0 + 4) / (4 + 5))) - math.log(4.0)]
+    np.testing.assert_allclose(model.user_offset(ratings).numpy(), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(
+        model.predict(ratings),
+        model.rbm.reconstruct(ratings, ratings >= 0, model.user_offset(ratings)).numpy())
+    off = Recommender(4, SMALL, user_offset=False)
+    assert off.user_offset(ratings) is None
+
+
+def test_recommendations_are_ranked_by_the_chance_of_rating_and_liking(data):
+    model = Recommender(data.num_movies, SMALL, data.movie_ids, data.movie_titles)
+    model.fit(data.train, epochs=2)
+    ratings = np.full(data.num_movies, -1.0, np.float32)
+    ratings[:2] = 1.0
+    probability = model.predict(ratings[np.newaxis])[0]
+    score = probability * model.rating_share.numpy()
+    top = model.recommend(ratings, k=5)
+    want = np.argsort(-np.where(ratings < 0, score, -np.inf), kind="stable")[:5]
+    assert [movie for movie, _, _ in top] == [data.movie_ids[i] for i in want]
+    np.testing.assert_allclose([p for _, _, p in top], probability[want], rtol=1e-6)
+    # the rating shares are each movie's part of the training ratings
+    _, movies, _ = training_triplets(data.train)
+    np.testing.assert_allclose(model.rating_share.numpy(),
+                               np.bincount(movies, minlength=data.num_movies) / len(movies), rtol=1e-6)
