@@ -216,16 +216,20 @@ class Recommender:
 
     # -- export and restore --------------------------------------------------------------------
 
+    def serving_module(self, movie_table_path=None):
+        """The `RecommenderServing` module of this model: what `export` saves."""
+        return RecommenderServing(self.rbm, self.movie_ids, movie_table_path=movie_table_path,
+                                  like_probability=self.like_probability,
+                                  ranking_score=self.ranking_score,
+                                  variables=[self.like_logit, self.rating_share])
+
     def export(self, path):
         """Write the servable recommender (signatures serving_default and recommend, the movie
         table as the asset movies.tsv) as a SavedModel at `path`."""
         with tempfile.TemporaryDirectory() as directory:
             table = pathlib.Path(directory) / movie_table.MOVIE_TABLE
             movie_table.write_movie_table(table, self.movie_ids, self.movie_titles)
-            module = RecommenderServing(self.rbm, self.movie_ids, movie_table_path=table,
-                                        like_probability=self.like_probability,
-                                        ranking_score=self.ranking_score,
-                                        variables=[self.like_logit, self.rating_share])
+            module = self.serving_module(table)
             tf.saved_model.save(module, str(path), signatures=module.signatures())
         return pathlib.Path(path)
 

@@ -41,7 +41,6 @@ from rbm_tf.dbn_training import DBNRun
 from rbm_tf.dbn_training import load_dbn_config
 from rbm_tf.dbn_training import train_dbn
 from rbm_tf.recommender import Recommender
-from rbm_tf.recommender_serving import RecommenderServing
 from rbm_tf.recommender_training import train_recommender
 from scripts import export
 from tests.conftest import planted_ml100k_ratings
@@ -206,7 +205,7 @@ def rbm_case(root):
 
     model = Recommender.restore(run_dir)
     assert_trained(model.rbm.variables, Recommender(NUM_MOVIES, config).rbm.variables)
-    module = RecommenderServing(model.rbm, model.movie_ids)
+    module = model.serving_module()
     ratings = np.array([[1, -1, 0, -1, -1, 1], [-1, -1, -1, -1, -1, -1], [0, 0, 1, 1, -1, -1]],
                        np.float32)
     k = np.array(3, np.int32)
