@@ -25,6 +25,7 @@ from autoencoders_tf.config import MODELS
 from autoencoders_tf.config import NOISE_KINDS
 from autoencoders_tf.config import AutoencoderConfig
 from pipelines.images import IMAGE_DATASETS
+from scripts import _arguments
 from scripts import _cli
 
 
@@ -41,19 +42,19 @@ def build_parser():
     add("--download", action="store_true",
         help="fetch the official IDX files into --raw-dir first, checking their md5 (needs a network)")
     add("--data-dir", required=True, type=pathlib.Path, help="where the TFRecords are written and read")
-    add("--epochs", type=_cli.positive_int,
+    add("--epochs", type=_arguments.positive_int,
         help=f"default: {defaults.epochs}; with --resume, the run's own count")
     add("--batch-size", type=int, default=defaults.batch_size, help="default: %(default)s")
     add("--learning-rate", type=float, default=defaults.learning_rate,
         help="Adam's learning rate (default: %(default)s)")
     add("--seed", type=int, default=defaults.seed,
         help="seed of initial weights, shuffling and noise (default: %(default)s)")
-    _cli.add_run_arguments(parser)
+    _arguments.add_run_arguments(parser)
     group = parser.add_argument_group("dense, conv and denoising models")
     group.add_argument("--input-range", choices=INPUT_RANGES, default=defaults.input_range,
                        help="symmetric: the network sees [-1, 1] and ends in tanh (the chapter's); "
                             "unit: [0, 1] and a sigmoid (default: %(default)s)")
-    group.add_argument("--hidden-units", type=_cli.comma_separated_sizes("widths", "128,64,12"),
+    group.add_argument("--hidden-units", type=_arguments.comma_separated_sizes("widths", "128,64,12"),
                        default=defaults.hidden_units,
                        help="dense encoder widths, mirrored by the decoder (default: 128,64,12)")
     group.add_argument("--code-size", type=int, default=defaults.code_size,

@@ -13,6 +13,7 @@ import sys
 
 from pipelines.images import IMAGE_DATASETS
 from rbm_tf.dbn_config import DBNConfig
+from scripts import _arguments
 from scripts import _cli
 
 
@@ -28,7 +29,7 @@ def build_parser():
     parser.add_argument("--data-dir", required=True, type=pathlib.Path,
                         help="where the prepared TFRecords are (or will be) kept")
     parser.add_argument("--layers", dest="hidden", metavar="SIZES", default=defaults.hidden,
-                        type=_cli.comma_separated_sizes("hidden layer sizes", "500,500,2000"),
+                        type=_arguments.comma_separated_sizes("hidden layer sizes", "500,500,2000"),
                         help="hidden layer sizes, bottom up; the 784 pixels come first by "
                              "themselves (default: 500,500,2000 as in Hinton et al. 2006)")
     parser.add_argument("--pretrain-epochs", type=int,
@@ -53,8 +54,8 @@ def build_parser():
                         help="Gibbs steps in the top RBM for samples.png (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="seed of weights, sampling, dropout and shuffling (default: %(default)s)")
-    _cli.add_contrastive_divergence_arguments(parser, defaults)
-    _cli.add_run_arguments(parser)
+    _arguments.add_contrastive_divergence_arguments(parser, defaults)
+    _arguments.add_run_arguments(parser)
     return parser
 
 
@@ -72,7 +73,7 @@ def body(args):
         settings = {name: getattr(args, name) for name in (
             "dataset", "hidden", "finetune_learning_rate", "finetune_dropout", "modern_learning_rate",
             "modern_dropout", "batch_size", "gibbs_steps", "seed")}
-        settings.update(_cli.cd_settings(args))
+        settings.update(_arguments.cd_settings(args))
     config = _cli.config_of(DBNConfig, **{**settings, **epochs})
     data = prepare_images(config.dataset, args.data_dir, args.raw_dir, log=print)
     final = train_dbn(config, data, args.run_dir, resume=args.resume, export=not args.no_export,

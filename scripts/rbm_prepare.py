@@ -11,6 +11,7 @@ checksum.
 import argparse
 import sys
 
+from scripts import _arguments
 from scripts import _cli
 
 
@@ -21,7 +22,7 @@ def build_parser():
                         help="the MovieLens directory (e.g. ml-100k/ with u.data) or its parent")
     parser.add_argument("--download", action="store_true",
                         help="download the official release zip into --raw-dir first (needs a network)")
-    _cli.add_split_arguments(parser)
+    _arguments.add_split_arguments(parser)
     return parser
 
 
@@ -29,7 +30,7 @@ def body(args):
     from pipelines import prepare_movielens
 
     data = prepare_movielens(raw_dir=args.raw_dir, data_dir=args.data_dir, download=args.download,
-                             log=print, **_cli.split_settings(args))
+                             log=print, **_arguments.split_settings(args))
     metadata = data.metadata
     print(f"{data.name}: {data.num_movies} movies; train {metadata['num_train_ratings']} "
           f"ratings of {metadata['num_train_users']} users (like rate {metadata['train_like_rate']:.3f}); "

@@ -7,6 +7,7 @@ the run was trained on.
 import argparse
 import sys
 
+from scripts import _arguments
 from scripts import _cli
 
 
@@ -15,7 +16,7 @@ def build_parser():
         prog="rbm-recommend", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", required=True, help="an rbm-train run")
     parser.add_argument("--user", required=True, type=int, help="the user's id in the release")
-    parser.add_argument("--top", type=_cli.positive_int, default=10,
+    parser.add_argument("--top", type=_arguments.positive_int, default=10,
                         help="how many movies (default: %(default)s)")
     return parser
 

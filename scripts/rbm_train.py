@@ -12,6 +12,7 @@ import sys
 
 from rbm_tf.config import VISIBLE_LAYOUTS
 from rbm_tf.config import RecommenderConfig
+from scripts import _arguments
 from scripts import _cli
 
 
@@ -19,8 +20,8 @@ def build_parser():
     defaults = RecommenderConfig()
     parser = argparse.ArgumentParser(
         prog="rbm-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _cli.add_split_arguments(parser)
-    parser.add_argument("--epochs", type=_cli.positive_int,
+    _arguments.add_split_arguments(parser)
+    parser.add_argument("--epochs", type=_arguments.positive_int,
                         help=f"the most epochs (default: {defaults.epochs}; with --resume, the "
                              "run's own count)")
     parser.add_argument("--patience-updates", type=int, default=defaults.patience_updates,
@@ -37,8 +38,8 @@ def build_parser():
                         help="users per update (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="seed of initial weights, sampling and shuffling (default: %(default)s)")
-    _cli.add_contrastive_divergence_arguments(parser, defaults)
-    _cli.add_run_arguments(parser)
+    _arguments.add_contrastive_divergence_arguments(parser, defaults)
+    _arguments.add_run_arguments(parser)
     return parser
 
 
@@ -51,8 +52,8 @@ def body(args):
         config = _cli.config_of(RecommenderConfig, hidden=args.hidden, visible=args.visible,
                                 batch_size=args.batch_size, seed=args.seed,
                                 patience_updates=args.patience_updates, min_updates=args.min_updates,
-                                **_cli.cd_settings(args))
-    data = load_movielens(args.data_dir, **_cli.split_settings(args))
+                                **_arguments.cd_settings(args))
+    data = load_movielens(args.data_dir, **_arguments.split_settings(args))
     result = train_recommender(data, args.run_dir, config, resume=args.resume, epochs=args.epochs,
                                export=not args.no_export, log=print)
     final = result["final"]
