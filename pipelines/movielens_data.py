@@ -139,7 +139,9 @@ class MovieLensData:
 
     def user_ratings(self, user_id):
         """The user's training ratings as a dense {-1, 0, 1} vector, or None for an unknown user."""
-        found = self.builder.as_dataset(split="train").filter(
+        # no automatic cache: it would be read only up to the user and then thrown away
+        found = self.builder.as_dataset(
+            split="train", read_config=tfds.ReadConfig(try_autocache=False)).filter(
             lambda example: example["user_id"] == user_id).take(1)
         for example in found:
             return densify(example["input_movies"], example["input_labels"], self.num_movies)
