@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from autoencoders_tf.config import INPUT_RANGES
-from autoencoders_tf.config import one_of
+from pipelines.settings import one_of
 
 
 def images_of(data):

@@ -6,6 +6,11 @@ to its flags. The models' constructors check their arguments with the same rules
 
 import dataclasses
 
+from pipelines.settings import StoredSettings
+from pipelines.settings import at_least
+from pipelines.settings import one_of
+from pipelines.settings import positive
+
 MODELS = ("dense", "conv", "denoising", "vae")
 # the model directory of each family under an export base: BASE/<name>/<version>/
 EXPORT_NAMES = {"dense": "dense_autoencoder", "conv": "conv_autoencoder",
@@ -17,11 +22,6 @@ ARCHITECTURES = ("dense", "conv")
 NOISE_KINDS = ("gaussian", "masking")
 
 
-def one_of(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-
-
 def check_noise_level(noise, noise_level):
     """ValueError unless `noise_level` suits `noise`: positive, and at most 1 for masking."""
     if not 0.0 < noise_level <= (1.0 if noise == "masking" else float("inf")):
@@ -29,7 +29,7 @@ def check_noise_level(noise, noise_level):
 
 
 @dataclasses.dataclass(frozen=True)
-class AutoencoderConfig:
+class AutoencoderConfig(StoredSettings):
     """Model and training settings; every field is stored in RUN/run_config.json.
 
     model: dense (784-128-64-12-3 by default), conv (32-d code), denoising (`architecture` fed
@@ -63,20 +63,11 @@ class AutoencoderConfig:
         check_noise_level(self.noise, self.noise_level)
         object.__setattr__(self, "hidden_units", tuple(int(u) for u in self.hidden_units))
         for name in ("epochs", "batch_size", "code_size", "vae_hidden", "latent_dim", "iw_samples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+            at_least(name, getattr(self, name), 1)
         if any(units < 1 for units in self.hidden_units):
             raise ValueError(f"hidden_units must be at least 1 each, got {list(self.hidden_units)}")
-        # written so that nan fails too
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        positive("learning_rate", self.learning_rate)
 
     @property
     def export_name(self):
         return EXPORT_NAMES[self.model]
-
-    @classmethod
-    def from_dict(cls, stored):
-        """The config stored in a run's run_config.json (other keys there are ignored)."""
-        fields = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in stored.items() if key in fields})

@@ -8,7 +8,7 @@ from autoencoders_tf.base import pixel_mse
 from autoencoders_tf.config import ARCHITECTURES
 from autoencoders_tf.config import NOISE_KINDS
 from autoencoders_tf.config import check_noise_level
-from autoencoders_tf.config import one_of
+from pipelines.settings import one_of
 from autoencoders_tf.conv import conv_coder
 from autoencoders_tf.dense import dense_coder
 

@@ -6,13 +6,12 @@ to its flags.
 
 import dataclasses
 
+from pipelines.settings import StoredSettings
+from pipelines.settings import at_least
+from pipelines.settings import one_of
+from pipelines.settings import positive
+
 VISIBLE_LAYOUTS = ("single", "pair")
-
-
-def at_least(name, value, minimum):
-    """ValueError naming `name` unless value >= minimum."""
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +33,7 @@ class CDConfig:
 
     def __post_init__(self):
         at_least("k", self.k, 1)
-        # written so that nan fails too
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        positive("learning_rate", self.learning_rate)
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
         if not self.weight_decay >= 0:
@@ -44,7 +41,7 @@ class CDConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class RecommenderConfig:
+class RecommenderConfig(StoredSettings):
     """The RBM recommender's model and training settings.
 
     `user_offset` gives each user a visible bias of their own (how much more often than
@@ -78,8 +75,7 @@ class RecommenderConfig:
         at_least("epochs", self.epochs, 1)
         at_least("patience_updates", self.patience_updates, 1)
         at_least("min_updates", self.min_updates, 0)
-        if self.visible not in VISIBLE_LAYOUTS:
-            raise ValueError(f"visible must be one of {', '.join(VISIBLE_LAYOUTS)}, got {self.visible!r}")
+        one_of("visible", self.visible, VISIBLE_LAYOUTS)
         self.cd_config()
 
     def cd_config(self):
@@ -91,9 +87,3 @@ class RecommenderConfig:
         updates_per_epoch = -(-num_train_users // self.batch_size)
         return (max(1, -(-self.patience_updates // updates_per_epoch)),
                 -(-self.min_updates // updates_per_epoch))
-
-    @classmethod
-    def from_dict(cls, stored):
-        """The config among the entries of `stored` (a run_config.json), other keys ignored."""
-        fields = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in stored.items() if key in fields})

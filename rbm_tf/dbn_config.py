@@ -8,8 +8,10 @@ import dataclasses
 import math
 
 from pipelines import images
+from pipelines.settings import StoredSettings
+from pipelines.settings import at_least
+from pipelines.settings import positive
 from rbm_tf.config import CDConfig
-from rbm_tf.config import at_least
 
 # the values of one image, the visible units of the first RBM
 INPUT_WIDTH = math.prod(images.IMAGE_SHAPE)
@@ -38,7 +40,7 @@ def _rate(name, value):
 
 
 @dataclasses.dataclass(frozen=True)
-class DBNConfig:
+class DBNConfig(StoredSettings):
     """A DBN run on MNIST or Fashion-MNIST (defaults chosen by measurement on MNIST).
 
     hidden: hidden layer sizes, bottom up (the 784 pixels come first by themselves).
@@ -77,9 +79,7 @@ class DBNConfig:
         at_least("batch_size", self.batch_size, 1)
         at_least("gibbs_steps", self.gibbs_steps, 0)
         for name in ("finetune_learning_rate", "modern_learning_rate"):
-            # written so that nan fails too
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+            positive(name, getattr(self, name))
         for name in ("finetune_momentum", "finetune_dropout", "modern_dropout"):
             _rate(name, getattr(self, name))
         self.cd_config()
@@ -97,9 +97,3 @@ class DBNConfig:
     def to_dict(self):
         """The settings as JSON-able values (run_config.json)."""
         return {**dataclasses.asdict(self), "hidden": list(self.hidden)}
-
-    @classmethod
-    def from_dict(cls, stored):
-        """The config among the entries of `stored` (a run_config.json), other keys ignored."""
-        fields = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in stored.items() if key in fields})
