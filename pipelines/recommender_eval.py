@@ -19,6 +19,7 @@ model with a global, a user and a movie bias, L2, its strength chosen on validat
 ranking, ``most_popular`` (the movies with most training ratings first).
 """
 
+import functools
 import math
 
 import keras
@@ -142,8 +143,12 @@ class Evaluator:
 
 # -- baselines ---------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=8)
 def training_triplets(part):
-    """(user ids, movie indices, like labels) of every training rating, as numpy arrays."""
+    """(user ids, movie indices, like labels) of every training rating, as numpy arrays.
+
+    Read once per part: the model's bias initialisation and the baselines share them (do not
+    modify the arrays)."""
     users, movies, labels = [], [], []
     for example in part.sparse_dataset().as_numpy_iterator():
         users.append(np.full(len(example["input_movies"]), example["user_id"], np.int64))

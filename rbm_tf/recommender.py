@@ -141,8 +141,9 @@ class Recommender:
                                     shuffle_seed=self.config.seed * 100003 + epoch + 1)
             for step, batch in enumerate(batches):
                 callbacks.on_train_batch_begin(step)
+                # the epoch is judged by the evaluation below, not by a per-step error
                 self.trainer.train_step(batch["inputs"], batch["inputs"] >= 0,
-                                        self.user_offset(batch["inputs"]))
+                                        self.user_offset(batch["inputs"]), monitor=False)
                 callbacks.on_train_batch_end(step)
             self.epoch.assign(epoch + 1)
             callbacks.on_test_begin()

@@ -30,9 +30,10 @@ class CDTrainer(tf.Module):
                 trainable=False, name="persistent_hidden")
 
     @tf.function
-    def train_step(self, visible, mask=None, offset=None):
+    def train_step(self, visible, mask=None, offset=None, monitor=True):
         """One CD update on a batch (``offset``: per-case visible biases, see `RBM`); returns
-        the batch's mean squared reconstruction error."""
+        the batch's mean squared reconstruction error, or nothing without `monitor` (which
+        saves an up-down pass per step)."""
         chain_start = None
         if self.persistent_hidden is not None:
             chain_start = self.persistent_hidden[: tf.shape(visible)[0]]
@@ -44,6 +45,8 @@ class CDTrainer(tf.Module):
         self.optimizer.apply(gradients, self.rbm.variables_for_training)
         if self.persistent_hidden is not None:
             self.persistent_hidden[: tf.shape(visible)[0]].assign(chain_end)
+        if not monitor:
+            return {}
         return {"reconstruction_error": reconstruction_error(self.rbm, visible, mask, offset)}
 
 
