@@ -1,4 +1,5 @@
-"""Fetching and checking the official data files: shared by the MovieLens and image readers."""
+"""Fetching and checking the official data files, and handing them to the TFDS builders:
+shared by the MovieLens and image readers."""
 
 import hashlib
 import shutil
@@ -18,3 +19,11 @@ def fetch(url, path, timeout=60):
     """Copy `url` into the file `path`; raises urllib.error.URLError or OSError on failure."""
     with urllib.request.urlopen(url, timeout=timeout) as response, open(path, "wb") as handle:
         shutil.copyfileobj(response, handle, length=1 << 20)
+
+
+def manual_download_config(raw_dir):
+    """A TFDS download config that reads the raw files from `raw_dir` (the builders' manual
+    directory) and never touches the network."""
+    import tensorflow_datasets as tfds
+
+    return tfds.download.DownloadConfig(manual_dir=str(raw_dir), try_download_gcs=False)

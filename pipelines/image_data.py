@@ -9,16 +9,11 @@ Images are float32 [batch, 28, 28, 1] in [0, 1], labels int64 [batch].
 import pathlib
 
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from pipelines import images
+from pipelines.downloads import manual_download_config
 from pipelines import image_records
 from pipelines.errors import IdxError
-
-
-def manual_download_config(raw_dir):
-    """A download config that reads the IDX files from `raw_dir` and never touches the network."""
-    return tfds.download.DownloadConfig(manual_dir=str(raw_dir), try_download_gcs=False)
 
 
 class ImageData:

@@ -10,7 +10,7 @@ class IdxImages(tfds.core.GeneratorBasedBuilder):
     """MNIST or Fashion-MNIST from the user's IDX directory: 28x28x1 uint8 images and labels.
 
         builder = IdxImages(config="mnist", data_dir=OUT)
-        builder.download_and_prepare(download_config=manual_download_config(IDX_DIR))
+        builder.download_and_prepare(download_config=downloads.manual_download_config(IDX_DIR))
     """
 
     VERSION = tfds.core.Version("1.0.0")

@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 
 from pipelines import movielens
 from pipelines import movielens_records
+from pipelines.downloads import manual_download_config
 from pipelines.errors import MovieLensError
 
 MISSING = -1.0
@@ -194,7 +195,6 @@ def prepare_movielens(release, raw_dir, data_dir, split=None, test_per_user=10, 
     builder = _builder(data_dir, *split_args)
     # found before TFDS starts, so a wrong directory is a readable error, not a TFDS traceback
     release_dir = movielens.find_release_dir(raw_dir, movielens.get_release(release))
-    rebuild = False
     if _is_prepared(builder):
         stored = builder.info.metadata.get("raw_fingerprint")
         current = movielens.raw_fingerprint(release_dir, movielens.get_release(release),
@@ -204,8 +204,7 @@ def prepare_movielens(release, raw_dir, data_dir, split=None, test_per_user=10, 
                 log(f"the raw files in {release_dir} differ from those {builder.data_dir} was "
                     "written from: writing the records again")
             shutil.rmtree(builder.data_dir)
-            rebuild = True
             builder = _builder(data_dir, *split_args)
     builder.download_and_prepare(
-        download_config=movielens_records.manual_download_config(release_dir, rebuild=rebuild))
+        download_config=manual_download_config(release_dir))
     return MovieLensData(builder, data_dir)

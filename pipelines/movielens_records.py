@@ -17,7 +17,7 @@ Nothing dense is written: ML-25M as dense vectors would be 162k x 59k.
 The raw files are read from a manual directory (the user's MovieLens directory):
 
     builder = MovieLensRatings(config=movielens_config("ml-100k", "u1"), data_dir=OUT)
-    builder.download_and_prepare(download_config=manual_download_config(RAW_DIR))
+    builder.download_and_prepare(download_config=downloads.manual_download_config(RAW_DIR))
 """
 
 import dataclasses
@@ -91,17 +91,6 @@ def _make_movielens_config(release, split, test_per_user, order, seed, like_thre
         name=name, release=release, split=split, test_per_user=test_per_user, order=order,
         seed=seed, like_threshold=like_threshold, validation_per_user=validation_per_user,
         description=f"MovieLens {release}, split {split}, like = rating >= {like_threshold:g}")
-
-
-def manual_download_config(raw_dir, rebuild=False):
-    """A download config that reads the raw files from `raw_dir` and never touches the network.
-
-    `rebuild` writes the records again even where they exist (the raw files changed).
-    """
-    mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if rebuild
-            else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
-    return tfds.download.DownloadConfig(manual_dir=str(raw_dir), try_download_gcs=False,
-                                        download_mode=mode)
 
 
 _RATING_FEATURES = {
