@@ -13,7 +13,6 @@ that moment, not a property of the model.
 """
 
 import argparse
-import json
 import pathlib
 import sys
 import tempfile
