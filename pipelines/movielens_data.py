@@ -5,12 +5,17 @@
     data.num_movies, data.movie_ids, data.movie_titles
     for batch in data.train.dataset(batch_size=32, shuffle_seed=1): ...  # {"user_id", "inputs", "targets"}
 
-Batches are dense float32 [batch, num_movies] vectors in {-1 (missing), 0 (dislike),
-1 (like)}, densified on the fly from the sparse records. The same graph runs on CPU and GPU;
-nothing here names a device.
+    for batch in data.train.ragged_dataset(batch_size=32, shuffle_seed=1): ...  # ragged ratings
+
+`dataset` gives dense float32 [batch, num_movies] vectors in {-1 (missing), 0 (dislike),
+1 (like)}, densified on the fly from the sparse records: simple, and cheap for a small
+catalogue. `ragged_dataset` keeps every user's ratings as they are stored (variable length),
+so that a model's work follows the number of ratings, not users x movies. The same graph runs
+on CPU and GPU; nothing here names a device.
 """
 
 import dataclasses
+import functools
 import pathlib
 import shutil
 
@@ -23,6 +28,7 @@ from pipelines.downloads import manual_download_config
 from pipelines.errors import MovieLensError
 
 MISSING = -1.0
+RAGGED_FEATURES = ("user_id", "input_movies", "input_labels", "target_movies", "target_labels")
 
 
 def densify(movies, values, num_movies):
@@ -64,6 +70,29 @@ class MovieLensPart:
         ratings (variable length), in file order; padded batches when `batch_size` is given."""
         dataset = self.builder.as_dataset(split=self.name)
         return dataset if batch_size is None else dataset.padded_batch(batch_size)
+
+    @functools.cached_property
+    def _ragged_examples(self):
+        # decoded once and kept in memory: a part is read every epoch, and its ratings are a
+        # few bytes each (ML-25M's training part is about 200 MB)
+        def select(example):
+            return {key: example[key] for key in RAGGED_FEATURES}
+
+        dataset = self.builder.as_dataset(split=self.name, read_config=tfds.ReadConfig(try_autocache=False))
+        return dataset.map(select, num_parallel_calls=tf.data.AUTOTUNE).cache()
+
+    def ragged_dataset(self, batch_size, shuffle_seed=None):
+        """Batches of users as stored: {"user_id": [batch], "input_movies", "input_labels",
+        "target_movies", "target_labels": int32 ragged [batch, (ratings)]}.
+
+        ``input_*`` are the ratings the model may see, ``target_*`` the ratings to predict
+        (the same ratings on train). Every user is shuffled with every other with
+        ``shuffle_seed`` when it is given (in file order otherwise).
+        """
+        dataset = self._ragged_examples
+        if shuffle_seed is not None:
+            dataset = dataset.shuffle(self.num_users, seed=shuffle_seed, reshuffle_each_iteration=False)
+        return dataset.ragged_batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
     def dataset(self, batch_size, shuffle_seed=None):
         """Batches of {"user_id", "inputs", "targets"}: float32 [batch, num_movies] in {-1, 0, 1}.

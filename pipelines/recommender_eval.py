@@ -13,6 +13,13 @@ Metrics of a model's like-probabilities on a part of a prepared split (`MovieLen
 
 A model is scored from the inputs only: the targets are never fed to it.
 
+Two evaluators compute them. `Evaluator` takes a dense `predict(user_ids, inputs)` over the
+whole catalogue: simple, for small catalogues. `RaggedEvaluator` takes a `Scorer` and ragged
+batches (`MovieLensPart.ragged_dataset`): it predicts the target ratings only, and finds each
+user's top 10 by scanning the catalogue in the order of a per-movie upper bound of the score,
+stopping once no movie left can enter anyone's top 10. Its cost follows the ratings, not
+users x movies, and its numbers are the dense evaluator's.
+
 `Baselines` fits, on the training ratings alone, what a model has to beat: ``majority``
 (always like), ``item_like_rate`` (each movie's like rate), ``user_item_biases`` (a logistic
 model with a global, a user and a movie bias, L2, its strength chosen on validation) and, for
@@ -67,13 +74,7 @@ class RatingMetrics:
     def update(self, probability, inputs, targets, scores=None):
         """`scores` rank the movies for the ranking metrics (default: the probabilities)."""
         known = targets >= 0
-        known_probability = tf.boolean_mask(probability, known)
-        labels = tf.cast(tf.boolean_mask(targets, known), tf.float32)
-        self.accuracy.update_state(labels, known_probability)
-        self.auc.update_state(labels, known_probability)
-        self.log_loss.update_state(labels[:, tf.newaxis], known_probability[:, tf.newaxis])
-        self.majority.update_state(tf.cast(tf.equal(labels, self.majority_label), tf.float32))
-        self.squared_error.update_state(tf.square(known_probability - labels))
+        self.update_classification(tf.boolean_mask(probability, known), tf.boolean_mask(targets, known))
         self.update_ranking(probability if scores is None else scores, inputs, targets)
 
     def update_ranking(self, scores, inputs, targets):
@@ -85,7 +86,12 @@ class RatingMetrics:
         relevant = tf.cast((targets > 0.5) & candidates, tf.float32)
         hits = tf.gather(relevant, top.indices, batch_dims=1) * tf.cast(
             tf.math.is_finite(top.values), tf.float32)
-        num_relevant = tf.reduce_sum(relevant, axis=-1)
+        self.update_hits(hits, tf.reduce_sum(relevant, axis=-1))
+
+    def update_hits(self, hits, num_relevant):
+        """The ranking metrics from each user's `hits` [batch, k'] (1 where the movie ranked at
+        that place is a held-out like, k' <= k) and `num_relevant` [batch] held-out likes."""
+        k = tf.shape(hits)[-1]
         ranked = num_relevant > 0
         num_hits = tf.reduce_sum(hits, axis=-1)
         dcg = tf.linalg.matvec(hits, self.discount[:k])
@@ -93,6 +99,15 @@ class RatingMetrics:
         self.precision.update_state(tf.boolean_mask(num_hits / float(self.k), ranked))
         self.recall.update_state(tf.boolean_mask(num_hits / tf.maximum(num_relevant, 1.0), ranked))
         self.ndcg.update_state(tf.boolean_mask(dcg / tf.maximum(ideal, 1e-12), ranked))
+
+    def update_classification(self, probability, labels):
+        """The rating metrics of like-probabilities [n] of known labels [n] (0/1)."""
+        labels = tf.cast(labels, tf.float32)
+        self.accuracy.update_state(labels, probability)
+        self.auc.update_state(labels, probability)
+        self.log_loss.update_state(labels[:, tf.newaxis], probability[:, tf.newaxis])
+        self.majority.update_state(tf.cast(tf.equal(labels, self.majority_label), tf.float32))
+        self.squared_error.update_state(tf.square(probability - labels))
 
     def reset(self):
         for metric in self._all():
@@ -141,6 +156,123 @@ class Evaluator:
         return self.metrics.result(ranking=ranking)
 
 
+class Scorer:
+    """What `RaggedEvaluator` asks of a model, on ragged batches of users.
+
+    `user_state(batch)`: whatever the model computes once per batch of users from their
+    inputs (e.g. hidden activations). `target_probability(state, batch)`: the like-probability
+    of every target rating [n] (in the order of ``batch["target_movies"].values``).
+    `rank_scores(state, movies)`: scores [batch or 1, len(movies)] that rank the given movies
+    for each user. `rank_bound`: [num_movies] numbers no user's score of a movie exceeds, or
+    None (then the whole catalogue is scored). This base class is a constant per movie: the
+    same probability and ranking for everyone.
+    """
+
+    def __init__(self, probability=None, rank=None):
+        self.probability = None if probability is None else tf.constant(probability, tf.float32)
+        rank = probability if rank is None else rank
+        self.rank = None if rank is None else tf.constant(rank, tf.float32)
+
+    @property
+    def rank_bound(self):
+        return self.rank
+
+    def user_state(self, batch):
+        return ()
+
+    def target_probability(self, state, batch):
+        return tf.gather(self.probability, batch["target_movies"].values)
+
+    def rank_scores(self, state, movies):
+        return tf.gather(self.rank, movies)[tf.newaxis]
+
+
+class RaggedEvaluator:
+    """The metrics of a `Scorer` on ragged batches of a part (see the module docstring).
+
+    Each user's top k come from scanning the movies in decreasing `rank_bound`, `chunk` at a
+    time: once the next bound is below every ranked user's k-th best score, no movie left can
+    enter a top k. Ties keep the earlier movie in that order, as `tf.math.top_k` would.
+    """
+
+    def __init__(self, scorer, num_movies, train_like_rate, k=TOP_K, chunk=1024):
+        self.scorer = scorer
+        self.num_movies = int(num_movies)
+        self.k = k
+        self.metrics = RatingMetrics(majority_label=majority_label(train_like_rate), k=k)
+        self.chunk = int(chunk)
+        # the scan order, set from the scorer's bound at every call (a model's bound may change)
+        self.order = tf.Variable(tf.range(num_movies), trainable=False)
+        self.position = tf.Variable(tf.range(num_movies), trainable=False)
+        self.ordered_bound = tf.Variable(tf.zeros([num_movies + 1]), trainable=False)
+        self.step = tf.function(self._step, reduce_retracing=True)
+
+    def _set_order(self):
+        bound = self.scorer.rank_bound
+        if bound is None:  # scan everything
+            self.ordered_bound.assign(tf.concat([tf.fill([self.num_movies], np.inf), [-np.inf]], 0))
+            return
+        bound = tf.cast(bound, tf.float32)
+        order = tf.argsort(-bound, stable=True)
+        self.order.assign(order)
+        self.position.assign(tf.math.invert_permutation(order))
+        self.ordered_bound.assign(tf.concat([tf.gather(bound, order), [-np.inf]], 0))
+
+    def top_k(self, state, input_rows, input_movies, needed, batch_size):
+        """Each user's k best unrated movies [batch, k] and their scores (-inf where a user has
+        fewer than k); the scan stops when the users in `needed` [batch] have theirs."""
+        k, chunk = self.k, self.chunk
+        rated_position = tf.gather(self.position, input_movies)
+        best_scores = tf.fill([batch_size, k], -np.inf)
+        best_movies = tf.fill([batch_size, k], -1)
+
+        def more(start, best_scores, best_movies):
+            kth = tf.where(needed, best_scores[:, -1], np.inf)
+            return (start < self.num_movies) & (self.ordered_bound[start] > tf.reduce_min(kth))
+
+        def scan(start, best_scores, best_movies):
+            end = tf.minimum(start + chunk, self.num_movies)
+            movies = self.order[start:end]
+            scores = tf.broadcast_to(self.scorer.rank_scores(state, movies), [batch_size, end - start])
+            in_chunk = (rated_position >= start) & (rated_position < end)
+            rated = tf.scatter_nd(
+                tf.stack([tf.boolean_mask(input_rows, in_chunk),
+                          tf.boolean_mask(rated_position, in_chunk) - start], axis=1),
+                tf.ones([tf.reduce_sum(tf.cast(in_chunk, tf.int32))], tf.bool), [batch_size, end - start])
+            scores = tf.where(rated, -np.inf, scores)
+            top = tf.math.top_k(tf.concat([best_scores, scores], 1), k=k)
+            candidates = tf.concat([best_movies, tf.broadcast_to(movies, [batch_size, end - start])], 1)
+            return end, top.values, tf.gather(candidates, top.indices, batch_dims=1)
+
+        _, best_scores, best_movies = tf.while_loop(more, scan, (0, best_scores, best_movies))
+        return best_movies, best_scores
+
+    def _step(self, batch, ranking):
+        targets, inputs = batch["target_movies"], batch["input_movies"]
+        state = self.scorer.user_state(batch)
+        self.metrics.update_classification(self.scorer.target_probability(state, batch),
+                                           batch["target_labels"].values)
+        if not ranking:
+            return
+        batch_size = tf.shape(batch["user_id"])[0]
+        likes = tf.ragged.boolean_mask(targets, batch["target_labels"] > 0)
+        num_relevant = tf.cast(likes.row_lengths(), tf.float32)
+        movies, scores = self.top_k(state, tf.cast(inputs.value_rowids(), tf.int32), inputs.values,
+                                    num_relevant > 0, batch_size)
+        liked = likes.to_tensor(default_value=-1)
+        hits = tf.reduce_any(tf.equal(movies[:, :, tf.newaxis], liked[:, tf.newaxis, :]), axis=-1)
+        hits = tf.cast(hits & tf.math.is_finite(scores), tf.float32)
+        self.metrics.update_hits(hits, num_relevant)
+
+    def __call__(self, part, batch_size=EVAL_BATCH_SIZE, ranking=True):
+        self.metrics.reset()
+        if ranking:
+            self._set_order()
+        for batch in part.ragged_dataset(batch_size):
+            self.step(batch, ranking)
+        return self.metrics.result(ranking=ranking)
+
+
 # -- baselines ---------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=8)
@@ -165,9 +297,12 @@ def like_rates(movies, labels, num_movies, prior_strength=2.0):
     return ((likes + prior_strength * overall) / (counts + prior_strength)).astype(np.float32)
 
 
-class UserItemBiases:
+class UserItemBiases(Scorer):
     """p(like) = sigmoid(global + user bias + movie bias), fitted by full-batch Adam with an L2
-    penalty on the biases; a user never seen in training gets a user bias of 0."""
+    penalty on the biases; a user never seen in training gets a user bias of 0.
+
+    A dense predictor (`__call__`) and a `Scorer`: for any one user it ranks movies by their
+    bias alone, the same order for everyone."""
 
     def __init__(self, users, movies, labels, num_movies, l2=1e-4, steps=300, learning_rate=0.1):
         self.user_ids = np.unique(users)
@@ -196,16 +331,28 @@ class UserItemBiases:
             tf.lookup.KeyValueTensorInitializer(tf.constant(self.user_ids, tf.int64),
                                                 tf.range(len(self.user_ids), dtype=tf.int64)), -1)
 
-    def __call__(self, user_ids, inputs):
+    def _user_bias(self, user_ids):
         index = self.table.lookup(user_ids)
-        user_bias = tf.where(index >= 0, tf.gather(self.user_bias, tf.maximum(index, 0)), 0.0)
-        logits = self.global_bias + user_bias[:, tf.newaxis] + self.movie_bias[tf.newaxis, :]
+        return tf.where(index >= 0, tf.gather(self.user_bias, tf.maximum(index, 0)), 0.0)
+
+    def __call__(self, user_ids, inputs):
+        logits = self.global_bias + self._user_bias(user_ids)[:, tf.newaxis] + self.movie_bias[tf.newaxis, :]
         return tf.sigmoid(logits)
 
+    @property
+    def rank_bound(self):
+        return self.movie_bias
 
-def _constant_rows(values):
-    values = tf.constant(values, tf.float32)
-    return lambda user_ids, inputs: tf.broadcast_to(values, tf.shape(inputs))
+    def user_state(self, batch):
+        return self._user_bias(batch["user_id"])
+
+    def target_probability(self, user_bias, batch):
+        targets = batch["target_movies"]
+        return tf.sigmoid(self.global_bias + tf.gather(user_bias, targets.value_rowids())
+                          + tf.gather(self.movie_bias, targets.values))
+
+    def rank_scores(self, user_bias, movies):
+        return tf.gather(self.movie_bias, movies)[tf.newaxis]
 
 
 # which metrics each baseline has: a constant has no ranking, a count no probability
@@ -228,19 +375,20 @@ class Baselines:
         rate = float(labels.mean())
         popularity = np.bincount(movies, minlength=num_movies).astype(np.float32)
         self.predictors = {
-            "majority": _constant_rows(np.full(num_movies, rate)),
-            "item_like_rate": _constant_rows(like_rates(movies, labels, num_movies)),
-            "most_popular": _constant_rows(popularity / max(popularity.max(), 1.0)),
+            "majority": Scorer(np.full(num_movies, rate)),
+            "item_like_rate": Scorer(like_rates(movies, labels, num_movies)),
+            "most_popular": Scorer(popularity / max(popularity.max(), 1.0)),
         }
         best = None
         for l2 in BIAS_L2_CHOICES:
             model = UserItemBiases(users, movies, labels, num_movies, l2=l2)
-            auc = Evaluator(model, num_movies, data.train.like_rate)(data.validation, ranking=False)["auc"]
+            auc = RaggedEvaluator(model, num_movies, data.train.like_rate)(
+                data.validation, ranking=False)["auc"]
             if best is None or auc > best[0]:
                 best = (auc, l2, model)
         self.bias_l2 = best[1]
         self.predictors["user_item_biases"] = best[2]
-        self.evaluators = {name: Evaluator(predict, num_movies, data.train.like_rate)
+        self.evaluators = {name: RaggedEvaluator(predict, num_movies, data.train.like_rate)
                            for name, predict in self.predictors.items()}
 
     def evaluate(self, part, prefix=""):
@@ -248,7 +396,7 @@ class Baselines:
         None where the baseline has no such number (a constant ranks nothing)."""
         results = {}
         for name, evaluate in self.evaluators.items():
-            metrics = evaluate(part)
+            metrics = evaluate(part, ranking="precision_at_10" in BASELINE_METRICS[name])
             results[name] = {f"{prefix}{key}": metrics.get(key) if key in BASELINE_METRICS[name] else None
                              for key in CLASSIFICATION_METRICS + RANKING_METRICS}
         return results

@@ -14,6 +14,12 @@ Two layouts of visible units:
 * ``"pair"``: two units per value, "1" and "0", forming a two-way softmax (Salakhutdinov,
   Mnih & Hinton 2007). With one unit a 0 adds nothing to ``v @ W`` and so looks exactly
   like a missing value; with a pair, a known 0 (a dislike) reaches the hidden layer.
+
+Sparse ratings (a recommender's) can also come as what they are, a list of observed values:
+``rows`` (which case of the batch), ``movies`` (which visible value) and ``values``, each
+[num_ratings]. The ``sparse_*`` methods then touch only the weight rows of observed values,
+so their work follows the number of ratings, not cases x visible values; a missing value is
+simply absent, which is exactly what the mask does on the dense path.
 """
 
 import tensorflow as tf
@@ -144,6 +150,90 @@ class RBM(tf.Module):
         ratings): Bernoulli samples as predictions only add noise.
         """
         return self.visible_probability(self.hidden_probability(visible, mask), offset)
+
+    # -- sparse ratings ------------------------------------------------------------------------
+
+    def rows_of(self, movies):
+        """The weight rows [n, units, hidden] and visible biases [n, units] of `movies` [n]."""
+        units = self.unit_indices(movies)
+        shape = tf.stack([tf.shape(movies)[0], self.units_per_visible])
+        return (tf.reshape(tf.gather(self.weights, tf.reshape(units, [-1])),
+                           tf.concat([shape, [self.num_hidden]], 0)),
+                tf.reshape(tf.gather(self.visible_bias, tf.reshape(units, [-1])), shape))
+
+    def unit_indices(self, movies):
+        """The visible units of each value in `movies`: [n, units] ("1" first, then "0")."""
+        movies = tf.cast(movies, tf.int32)[:, tf.newaxis]
+        return movies * self.units_per_visible + tf.range(self.units_per_visible)
+
+    def _unit_values(self, values):
+        """Each observed value's unit activations [n, units]: (v, 1 - v) for a pair."""
+        values = tf.cast(values, tf.float32)[:, tf.newaxis]
+        return values if self.visible_layout == "single" else tf.concat([values, 1.0 - values], -1)
+
+    def sparse_hidden_probability(self, rows, values, weight_rows, batch_size):
+        """p(h | the observed values) [batch, hidden]; ``weight_rows`` [n, units, hidden] are
+        the rows of each value's units (`rows_of`)."""
+        contribution = tf.einsum("nu,nuh->nh", self._unit_values(values), weight_rows)
+        return tf.sigmoid(tf.math.unsorted_segment_sum(contribution, rows, batch_size)
+                          + self.hidden_bias)
+
+    def sparse_visible_probability(self, hidden, rows, weight_rows, bias_rows, offset=None):
+        """p(v = 1 | h) of each observed value [n] (``offset`` [batch] as in
+        `visible_probability`)."""
+        logits = tf.einsum("nh,nuh->nu", tf.gather(hidden, rows), weight_rows) + bias_rows
+        logits = logits[:, 0] if self.visible_layout == "single" else logits[:, 0] - logits[:, 1]
+        if offset is not None:
+            logits += tf.gather(offset, rows)
+        return tf.sigmoid(logits)
+
+    def visible_probability_of(self, hidden, movies, offset=None):
+        """p(v = 1 | h) of the given movies [batch, len(movies)]: a slice of
+        `visible_probability` that reads only those movies' weights."""
+        weight_rows, bias_rows = self.rows_of(movies)
+        if self.visible_layout == "pair":
+            weight_rows = weight_rows[:, 0] - weight_rows[:, 1]
+            bias_rows = bias_rows[:, 0] - bias_rows[:, 1]
+        else:
+            weight_rows, bias_rows = weight_rows[:, 0], bias_rows[:, 0]
+        logits = tf.matmul(hidden, weight_rows, transpose_b=True) + bias_rows
+        if offset is not None:
+            logits += offset[:, tf.newaxis]
+        return tf.sigmoid(logits)
+
+    def sparse_contrastive_divergence(self, rows, values, weight_rows, bias_rows, batch_size,
+                                      k=1, chain_start=None, mean_field_visible=False,
+                                      offset=None):
+        """`contrastive_divergence` on observed values only: the same estimate, gathered.
+
+        Returns (weight_gradient [n, units, hidden], visible_bias_gradient [n, units],
+        hidden_bias_gradient [hidden], chain_end): per observed value, the share of the batch-
+        averaged gradient that falls on its units' rows. Summed over the values of each movie
+        (`tf.math.unsorted_segment_sum`), they are the rows of the dense gradients; every row of
+        a movie nobody in the batch rated is 0.
+        """
+        values = tf.cast(values, tf.float32)
+        scale = tf.cast(batch_size, tf.float32)
+        positive_hidden = self.sparse_hidden_probability(rows, values, weight_rows, batch_size)
+        # drawn even from a given chain start, so both paths draw the same hidden numbers
+        hidden = self._bernoulli(positive_hidden)
+        if chain_start is not None:
+            hidden = chain_start
+        negative_values, negative_hidden = values, positive_hidden
+        for _ in range(k):
+            probability = self.sparse_visible_probability(hidden, rows, weight_rows, bias_rows, offset)
+            negative_values = probability if mean_field_visible else self._bernoulli(probability)
+            negative_hidden = self.sparse_hidden_probability(rows, negative_values, weight_rows,
+                                                             batch_size)
+            hidden = self._bernoulli(negative_hidden)
+        positive_units = self._unit_values(values)
+        negative_units = self._unit_values(negative_values)
+        weight_gradient = -(tf.einsum("nu,nh->nuh", positive_units, tf.gather(positive_hidden, rows))
+                            - tf.einsum("nu,nh->nuh", negative_units, tf.gather(negative_hidden, rows))
+                            ) / scale
+        visible_bias_gradient = -(positive_units - negative_units) / scale
+        hidden_bias_gradient = -tf.reduce_mean(positive_hidden - negative_hidden, axis=0)
+        return weight_gradient, visible_bias_gradient, hidden_bias_gradient, hidden
 
     # -- learning ----------------------------------------------------------------------------
 

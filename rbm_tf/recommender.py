@@ -13,6 +13,11 @@
 Training is Keras-shaped: `fit` drives `keras.callbacks` (EarlyStopping, TensorBoard, the run
 directory's `pipelines.loop.RunMonitor`, ...) through `pipelines.loop.fit_loop`, the same outer
 loop the other families use.
+
+Training and evaluation read the ratings as they are stored, ragged per user, and touch only
+the weights of rated movies (`rbm_tf.sparse_training`): an epoch costs in proportion to the
+number of ratings, whatever the catalogue's width. Predicting for whole rating vectors
+(`predict`, `recommend`, the export) is dense: one user's scores over every movie.
 """
 
 import dataclasses
@@ -24,7 +29,8 @@ import tensorflow as tf
 
 from pipelines import loop
 from pipelines import movie_table
-from pipelines.recommender_eval import Evaluator
+from pipelines.recommender_eval import RaggedEvaluator
+from pipelines.recommender_eval import Scorer
 from pipelines.recommender_eval import like_rates
 from pipelines.recommender_eval import training_triplets
 from pipelines.runs import RunDirectory
@@ -32,10 +38,18 @@ from rbm_tf.config import RecommenderConfig
 from rbm_tf.rbm import RBM
 from rbm_tf.recommender_serving import RecommenderServing
 from rbm_tf.recommender_serving import top_unrated
-from rbm_tf.training import CDTrainer
+from rbm_tf.sparse_training import SparseCDTrainer
 
 # how many ratings at everyone's like rate a user's own like rate is shrunk with
 USER_PRIOR_STRENGTH = 5.0
+
+
+def sparse_ratings(movies, labels):
+    """A ragged batch's ratings as (rows, movies, values): flat [n] tensors, with each rating's
+    user as its row in the batch."""
+    return (tf.cast(movies.value_rowids(), tf.int32), movies.values,
+            tf.cast(labels.values, tf.float32))
+
 
 class Recommender:
     """An RBM over every movie's like/dislike, trained by contrastive divergence.
@@ -63,7 +77,7 @@ class Recommender:
             raise ValueError(f"movie_ids and movie_titles must have num_movies ({self.num_movies}) "
                              f"entries, got {len(self.movie_ids)} and {len(self.movie_titles)}")
         self.rbm = RBM(self.num_movies, config.hidden, config.visible, seed=config.seed)
-        self.trainer = CDTrainer(self.rbm, config.cd_config(), batch_size=config.batch_size)
+        self.trainer = SparseCDTrainer(self.rbm, config.cd_config(), batch_size=config.batch_size)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         # the log-odds of a like over all training ratings, and each movie's share of them:
         # set when training starts, kept in checkpoints and exports
@@ -96,11 +110,19 @@ class Recommender:
         a user with few ratings gets a small offset. It enters the RBM as a per-user visible
         bias: the hidden units then explain each user's tastes beyond how generous they are.
         """
+        likes = tf.reduce_sum(tf.cast(ratings > 0.5, tf.float32), axis=-1)
+        known = tf.reduce_sum(tf.cast(ratings >= 0.0, tf.float32), axis=-1)
+        return self._offset(likes, known)
+
+    def sparse_user_offset(self, rows, values, batch_size):
+        """`user_offset` of sparse ratings (`sparse_ratings`)."""
+        return self._offset(tf.math.unsorted_segment_sum(values, rows, batch_size),
+                            tf.math.unsorted_segment_sum(tf.ones_like(values), rows, batch_size))
+
+    def _offset(self, likes, known):
         if not self.config.user_offset:
             return None
         rate = tf.sigmoid(self.like_logit)
-        likes = tf.reduce_sum(tf.cast(ratings > 0.5, tf.float32), axis=-1)
-        known = tf.reduce_sum(tf.cast(ratings >= 0.0, tf.float32), axis=-1)
         user_rate = (likes + USER_PRIOR_STRENGTH * rate) / (known + USER_PRIOR_STRENGTH)
         return tf.math.log(user_rate) - tf.math.log1p(-user_rate) - self.like_logit
 
@@ -113,6 +135,10 @@ class Recommender:
         of the training ratings) times the chance they like it when they do. A like-probability
         alone ranks movies almost nobody has seen, and liked, first."""
         return like_probability * self.rating_share
+
+    def ranking_score_of(self, like_probability, movies):
+        """`ranking_score` of the given movies' like-probabilities [batch, len(movies)]."""
+        return like_probability * tf.gather(self.rating_share, movies)
 
     # -- training ----------------------------------------------------------------------------
 
@@ -137,14 +163,9 @@ class Recommender:
 
         def train_epoch(epoch, callbacks):
             # one shuffle seed per epoch, so a resumed run sees the same batches as an unbroken one
-            batches = train.dataset(self.config.batch_size,
-                                    shuffle_seed=self.config.seed * 100003 + epoch + 1)
-            for step, batch in enumerate(batches):
-                callbacks.on_train_batch_begin(step)
-                # the epoch is judged by the evaluation below, not by a per-step error
-                self.trainer.train_step(batch["inputs"], batch["inputs"] >= 0,
-                                        self.user_offset(batch["inputs"]), monitor=False)
-                callbacks.on_train_batch_end(step)
+            self._train_batches(train.ragged_dataset(
+                self.config.batch_size, shuffle_seed=self.config.seed * 100003 + epoch + 1))
+            self.trainer.flush()
             self.epoch.assign(epoch + 1)
             callbacks.on_test_begin()
             # the training targets are the inputs: accuracy and AUC there, no ranking
@@ -162,6 +183,15 @@ class Recommender:
                                      verbose=verbose)
         return self.history
 
+    @tf.function
+    def _train_batches(self, batches):
+        # the whole epoch in one traced loop; it is judged by the evaluation that follows
+        for batch in batches:
+            rows, movies, values = sparse_ratings(batch["input_movies"], batch["input_labels"])
+            batch_size = tf.shape(batch["user_id"])[0]
+            self.trainer.train_step(rows, movies, values, batch_size,
+                                    self.sparse_user_offset(rows, values, batch_size))
+
     # -- prediction and evaluation -------------------------------------------------------------
 
     def predict(self, ratings):
@@ -171,9 +201,6 @@ class Recommender:
         """
         ratings = tf.convert_to_tensor(ratings, tf.float32)
         return self.like_probability(ratings).numpy()
-
-    def _like_probability(self, user_ids, inputs):
-        return self.like_probability(inputs)
 
     def evaluate(self, data, ranking=True):
         """The metrics of `pipelines.recommender_eval` on `data` (a `MovieLensPart`): its
@@ -186,8 +213,7 @@ class Recommender:
         """
         key = data.train_like_rate
         if key not in self._evaluators:
-            self._evaluators[key] = Evaluator(self._like_probability, self.num_movies, key,
-                                              rank=self.ranking_score)
+            self._evaluators[key] = RaggedEvaluator(RecommenderScorer(self), self.num_movies, key)
         return self._evaluators[key](data, ranking=ranking)
 
     def recommend(self, ratings, k=10):
@@ -247,3 +273,34 @@ class Recommender:
             checkpoint or run.checkpoint_to_export()).expect_partial()
         return model
 
+
+class RecommenderScorer(Scorer):
+    """A `Recommender` as `RaggedEvaluator` sees it: its hidden units from each user's ratings,
+    its like-probability of the target ratings, and its ranking score of any movies, which
+    never exceeds the movie's share of the ratings."""
+
+    def __init__(self, model):
+        self.model = model
+
+    @property
+    def rank_bound(self):
+        return self.model.rating_share
+
+    def user_state(self, batch):
+        rbm = self.model.rbm
+        rows, movies, values = sparse_ratings(batch["input_movies"], batch["input_labels"])
+        batch_size = tf.shape(batch["user_id"])[0]
+        hidden = rbm.sparse_hidden_probability(rows, values, rbm.rows_of(movies)[0], batch_size)
+        return hidden, self.model.sparse_user_offset(rows, values, batch_size)
+
+    def target_probability(self, state, batch):
+        hidden, offset = state
+        targets = batch["target_movies"]
+        return self.model.rbm.sparse_visible_probability(
+            hidden, tf.cast(targets.value_rowids(), tf.int32), *self.model.rbm.rows_of(targets.values),
+            offset=offset)
+
+    def rank_scores(self, state, movies):
+        hidden, offset = state
+        return self.model.ranking_score_of(self.model.rbm.visible_probability_of(hidden, movies, offset),
+                                           movies)

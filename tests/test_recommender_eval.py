@@ -105,3 +105,31 @@ def test_baselines_are_fitted_on_training_ratings_and_report_their_own_metrics(t
     # the taste groups are invisible to biases: they beat a constant, not the planted structure
     assert 0.5 < results["user_item_biases"]["test_auc"] < 0.9
     assert baselines.bias_l2 in (1e-5, 1e-4, 1e-3)
+
+
+def test_the_ragged_evaluator_gives_the_dense_evaluators_numbers(tmp_path):
+    """Scanning the catalogue in bound order, a few movies at a time, and stopping early finds
+    the same top 10 as scoring every movie: for the baselines and for an RBM."""
+    from pipelines.recommender_eval import Evaluator
+    from pipelines.recommender_eval import RaggedEvaluator
+    from rbm_tf.recommender import Recommender
+    from rbm_tf.recommender import RecommenderScorer
+
+    raw = write_ml100k(tmp_path / "ml-100k", planted_ml100k_ratings())
+    data = prepare_movielens("ml-100k", raw, tmp_path / "data", split="u1")
+    baselines = Baselines(data)
+    model = Recommender(data.num_movies, hidden=8, epochs=2, batch_size=16, min_updates=0)
+    model.fit(data.train)
+    scorers = dict(baselines.predictors, rbm=RecommenderScorer(model))
+    dense = {name: (lambda values: lambda user_ids, inputs: tf.broadcast_to(values, tf.shape(inputs)))(
+        baselines.predictors[name].probability) for name in ("item_like_rate", "most_popular")}
+    dense["user_item_biases"] = baselines.predictors["user_item_biases"]
+    dense["rbm"] = lambda user_ids, inputs: model.like_probability(inputs)
+    ranks = {"rbm": model.ranking_score}
+    for name, predict in dense.items():
+        expected = Evaluator(predict, data.num_movies, data.train.like_rate, rank=ranks.get(name))(data.test)
+        evaluator = RaggedEvaluator(scorers[name], data.num_movies, data.train.like_rate, chunk=4)
+        got = evaluator(data.test, batch_size=7)
+        assert got.keys() == expected.keys() and expected["num_ranked_users"] > 0
+        for key, value in expected.items():
+            assert got[key] == pytest.approx(value, abs=1e-5), (name, key)

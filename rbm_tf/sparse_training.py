@@ -1,0 +1,152 @@
+"""Contrastive divergence on sparse ratings: work in proportion to the ratings of a batch.
+
+A batch of users touches only the weight rows of the movies they rated: the positive and
+negative phases gather those rows (`RBM.sparse_contrastive_divergence`), and their gradient
+is scattered back to them. What is left is the optimizer: SGD with momentum and weight decay
+moves *every* row every update (the momentum decays, the weights shrink), which is the
+users x movies cost again. `LazyMomentum` applies exactly that update lazily instead: a row
+is brought up to date, by the closed-form power of the zero-gradient update, only when a
+batch touches it, and every row at the end of an epoch (`flush`). The weights after a flush
+are those of Keras's dense `SGD(momentum)` on the same gradients, up to float rounding.
+"""
+
+import tensorflow as tf
+
+from rbm_tf.config import CDConfig
+from rbm_tf.rbm import RBM
+
+
+def momentum_power(momentum, decay, steps):
+    """A^steps for each of `steps` [n]: [n, 2, 2] float64.
+
+    Keras's SGD does v <- momentum v - lr g, w <- w + v. Where the data give no gradient, g
+    is still decay / lr x w (weight decay; 0 for biases), so an update maps (v, w) linearly
+    by A = [[momentum, -decay], [momentum, 1 - decay]], decay = learning rate x weight decay.
+    Repeated squaring brings a row up to date in one step however many updates it missed.
+    """
+    base = tf.constant([[momentum, -decay], [momentum, 1.0 - decay]], tf.float64)
+    remaining = tf.cast(steps, tf.int64)
+    result = tf.eye(2, batch_shape=tf.shape(remaining), dtype=tf.float64)
+    while tf.reduce_any(remaining > 0):
+        odd = tf.equal(tf.bitwise.bitwise_and(remaining, tf.constant(1, tf.int64)), 1)
+        result = tf.where(odd[:, tf.newaxis, tf.newaxis], tf.matmul(result, base), result)
+        base = tf.matmul(base, base)
+        remaining = tf.bitwise.right_shift(remaining, tf.constant(1, tf.int64))
+    return result
+
+
+class LazyMomentum(tf.Module):
+    """SGD with momentum (and weight decay) on the rows of one variable, updated lazily.
+
+    `variable` [rows, ...]: `apply(rows, gradient)` updates the given (unique) rows with their
+    gradient, after bringing them up to date; the other rows are owed the zero-gradient
+    updates they missed, which `flush` (or a later `apply` touching them) pays.
+    """
+
+    def __init__(self, variable, learning_rate, momentum, weight_decay=0.0, name=None):
+        super().__init__(name=name)
+        self.variable = variable
+        self.learning_rate = float(learning_rate)
+        self.momentum = float(momentum)
+        self.weight_decay = float(weight_decay)
+        self.velocity = tf.Variable(tf.zeros_like(variable), trainable=False, name="velocity")
+        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
+        # the number of updates each row has had
+        self.row_updates = tf.Variable(tf.zeros([variable.shape[0]], tf.int64), trainable=False,
+                                       name="row_updates")
+
+    def _catch_up(self, velocity, value, missed):
+        power = tf.cast(momentum_power(self.momentum, self.learning_rate * self.weight_decay, missed),
+                        value.dtype)
+        shape = tf.concat([tf.shape(missed), tf.ones([tf.rank(value) - 1], tf.int32)], 0)
+        entry = [[tf.reshape(power[:, i, j], shape) for j in range(2)] for i in range(2)]
+        return (entry[0][0] * velocity + entry[0][1] * value,
+                entry[1][0] * velocity + entry[1][1] * value)
+
+    def current(self, rows):
+        """The rows [n, ...] up to date (written back, so `apply` may follow)."""
+        missed = self.updates - tf.gather(self.row_updates, rows)
+        velocity, value = self._catch_up(tf.gather(self.velocity, rows), tf.gather(self.variable, rows),
+                                         missed)
+        self.velocity.scatter_update(tf.IndexedSlices(velocity, rows))
+        self.variable.scatter_update(tf.IndexedSlices(value, rows))
+        self.row_updates.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), self.updates), rows))
+        return value
+
+    def apply(self, rows, gradient, value):
+        """One update: `gradient` of the (unique) `rows`, whose up-to-date `value` is given."""
+        velocity = tf.gather(self.velocity, rows)
+        velocity = self.momentum * velocity - self.learning_rate * (gradient + self.weight_decay * value)
+        self.velocity.scatter_update(tf.IndexedSlices(velocity, rows))
+        self.variable.scatter_update(tf.IndexedSlices(value + velocity, rows))
+        self.updates.assign_add(1)
+        self.row_updates.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), self.updates), rows))
+
+    def flush(self):
+        """Bring every row up to date: the variable then holds what dense SGD would."""
+        velocity, value = self._catch_up(self.velocity, self.variable, self.updates - self.row_updates)
+        self.velocity.assign(velocity)
+        self.variable.assign(value)
+        self.row_updates.assign(tf.fill(tf.shape(self.row_updates), self.updates))
+
+
+class SparseCDTrainer(tf.Module):
+    """CD-k (or PCD) on batches of sparse ratings, with SGD, momentum and weight decay.
+
+    The update is that of `CDTrainer` (Keras's SGD on the CD gradient plus weight decay on the
+    weights), its work in proportion to the ratings of the batch. `train_step` takes a batch
+    as ``rows`` (each rating's case, 0..batch_size-1), ``movies`` and ``values`` (0/1), and the
+    per-case visible ``offset``. Call `flush` before reading the RBM's variables (the end of an
+    epoch): until then the rows nobody rated lag behind. Everything is trackable, so a
+    checkpoint taken after a flush resumes exactly.
+    """
+
+    def __init__(self, rbm: RBM, config: CDConfig = CDConfig(), batch_size: int = 100, name=None):
+        super().__init__(name=name)
+        self.rbm = rbm
+        self.config = config
+        settings = dict(learning_rate=config.learning_rate, momentum=config.momentum)
+        self.weights = LazyMomentum(rbm.weights, weight_decay=config.weight_decay, **settings)
+        self.visible_bias = LazyMomentum(rbm.visible_bias, **settings)
+        self.hidden_velocity = tf.Variable(tf.zeros_like(rbm.hidden_bias), trainable=False,
+                                           name="hidden_velocity")
+        self.persistent_hidden = None
+        if config.persistent:
+            self.persistent_hidden = tf.Variable(
+                tf.cast(rbm.generator.uniform([batch_size, rbm.num_hidden]) < 0.5, tf.float32),
+                trainable=False, name="persistent_hidden")
+
+    @tf.function(reduce_retracing=True)
+    def train_step(self, rows, movies, values, batch_size, offset=None):
+        rbm = self.rbm
+        movies, position = tf.unique(tf.cast(movies, tf.int32))
+        units = tf.reshape(rbm.unit_indices(movies), [-1])
+        shape = tf.stack([tf.size(movies), rbm.units_per_visible])
+        weights = tf.reshape(self.weights.current(units), tf.concat([shape, [rbm.num_hidden]], 0))
+        visible_bias = tf.reshape(self.visible_bias.current(units), shape)
+        chain_start = None
+        if self.persistent_hidden is not None:
+            chain_start = self.persistent_hidden[:batch_size]
+        weight_gradient, visible_bias_gradient, hidden_bias_gradient, chain_end = \
+            rbm.sparse_contrastive_divergence(
+                rows, values, tf.gather(weights, position), tf.gather(visible_bias, position),
+                batch_size, k=self.config.k, chain_start=chain_start,
+                mean_field_visible=self.config.mean_field_visible, offset=offset)
+        num_movies = tf.size(movies)
+        self.weights.apply(units, tf.reshape(
+            tf.math.unsorted_segment_sum(weight_gradient, position, num_movies),
+            [-1, rbm.num_hidden]), tf.reshape(weights, [-1, rbm.num_hidden]))
+        self.visible_bias.apply(units, tf.reshape(
+            tf.math.unsorted_segment_sum(visible_bias_gradient, position, num_movies), [-1]),
+            tf.reshape(visible_bias, [-1]))
+        self.hidden_velocity.assign(self.config.momentum * self.hidden_velocity
+                                    - self.config.learning_rate * hidden_bias_gradient)
+        rbm.hidden_bias.assign_add(self.hidden_velocity)
+        if self.persistent_hidden is not None:
+            self.persistent_hidden[:batch_size].assign(chain_end)
+
+    @tf.function
+    def flush(self):
+        """Bring every weight and bias up to date (see `LazyMomentum`)."""
+        self.weights.flush()
+        self.visible_bias.flush()

@@ -1,0 +1,126 @@
+"""Contrastive divergence on sparse ratings: the dense computation's numbers, gathered."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from rbm_tf.rbm import RBM
+from rbm_tf.sparse_training import LazyMomentum
+from rbm_tf.sparse_training import SparseCDTrainer
+from rbm_tf.sparse_training import momentum_power
+from rbm_tf.training import CDConfig
+from rbm_tf.training import CDTrainer
+from tests.test_rbm import make_rbm
+
+
+def tiny_ratings(num_users=4, num_movies=7, seed=3):
+    """Dense {-1, 0, 1} ratings with some missing, and the same ratings as sparse triplets."""
+    rng = np.random.default_rng(seed)
+    dense = rng.choice([-1.0, 0.0, 1.0], size=[num_users, num_movies], p=[0.4, 0.25, 0.35])
+    dense[:, 0] = 1.0  # every user rates something
+    dense[:, -1] = -1.0  # a movie nobody rated
+    rows, movies = np.nonzero(dense >= 0)
+    return (dense.astype(np.float32), rows.astype(np.int32), movies.astype(np.int32),
+            dense[rows, movies].astype(np.float32))
+
+
+def dense_rows(rbm, rows, movies, gradient_rows, num_rows_of_each):
+    """Sum per-rating gradient rows into the dense [units, ...] layout of the RBM."""
+    units = rbm.unit_indices(movies).numpy()
+    dense = np.zeros([rbm.num_visible * rbm.units_per_visible] + list(gradient_rows.shape[2:]), np.float32)
+    np.add.at(dense, units.reshape(-1), gradient_rows.reshape([-1] + list(gradient_rows.shape[2:])))
+    return dense
+
+
+@pytest.mark.parametrize("layout", ["single", "pair"])
+def test_sparse_cd_gradients_equal_the_dense_masked_gradients(layout):
+    dense, rows, movies, values = tiny_ratings()
+    rbm, twin = make_rbm(dense.shape[1], 3, layout), make_rbm(dense.shape[1], 3, layout)
+    offset = tf.constant([0.3, -0.2, 0.0, 0.5])
+    # a given chain start and mean-field visible units leave only the hidden draws, which
+    # twins with one seed share
+    chain_start = tf.constant(np.random.default_rng(0).integers(0, 2, [4, 3]), tf.float32)
+    expected, _ = twin.contrastive_divergence(dense, dense >= 0, k=2, chain_start=chain_start,
+                                             mean_field_visible=True, offset=offset)
+    weight_rows, bias_rows = rbm.rows_of(movies)
+    weights, visible_bias, hidden_bias, _ = rbm.sparse_contrastive_divergence(
+        rows, values, weight_rows, bias_rows, 4, k=2, chain_start=chain_start,
+        mean_field_visible=True, offset=offset)
+    np.testing.assert_allclose(dense_rows(rbm, rows, movies, weights.numpy(), 1), expected[0], atol=1e-6)
+    np.testing.assert_allclose(dense_rows(rbm, rows, movies, visible_bias.numpy(), 1), expected[1],
+                               atol=1e-6)
+    np.testing.assert_allclose(hidden_bias, expected[2], atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["single", "pair"])
+def test_sparse_hidden_and_visible_probabilities_equal_the_dense_ones(layout):
+    dense, rows, movies, values = tiny_ratings()
+    rbm = make_rbm(dense.shape[1], 3, layout)
+    weight_rows, bias_rows = rbm.rows_of(movies)
+    hidden = rbm.sparse_hidden_probability(rows, values, weight_rows, 4)
+    np.testing.assert_allclose(hidden, rbm.hidden_probability(dense, dense >= 0), atol=1e-6)
+    offset = tf.constant([0.3, -0.2, 0.0, 0.5])
+    visible = rbm.sparse_visible_probability(hidden, rows, weight_rows, bias_rows, offset)
+    np.testing.assert_allclose(visible, rbm.visible_probability(hidden, offset).numpy()[rows, movies],
+                               atol=1e-6)
+
+
+def test_momentum_power_is_the_repeated_zero_gradient_update():
+    momentum, decay = 0.5, 0.02
+    velocity, value = 0.3, -1.2
+    for _ in range(13):
+        velocity = momentum * velocity - decay * value
+        value = value + velocity
+    power = momentum_power(momentum, decay, tf.constant([0, 13])).numpy()
+    np.testing.assert_allclose(power[0], np.eye(2))
+    np.testing.assert_allclose(power[1] @ [0.3, -1.2], [velocity, value], rtol=1e-12)
+
+
+def test_lazy_momentum_matches_keras_sgd_on_rows_left_untouched_for_many_steps():
+    rng = np.random.default_rng(1)
+    start = rng.normal(size=[6, 2]).astype(np.float32)
+    lazy_variable, dense_variable = tf.Variable(start), tf.Variable(start)
+    lazy = LazyMomentum(lazy_variable, learning_rate=0.1, momentum=0.5, weight_decay=0.01)
+    sgd = keras.optimizers.SGD(learning_rate=0.1, momentum=0.5)
+    for step in range(9):
+        rows = np.sort(rng.choice(5, size=rng.integers(1, 3), replace=False))  # row 5: never
+        gradient = rng.normal(size=[len(rows), 2]).astype(np.float32)
+        dense_gradient = np.zeros_like(start)
+        dense_gradient[rows] = gradient
+        sgd.apply([dense_gradient + 0.01 * dense_variable.numpy()], [dense_variable])
+        rows = tf.constant(rows, tf.int32)
+        lazy.apply(rows, gradient, lazy.current(rows))
+    assert not np.allclose(lazy_variable.numpy(), dense_variable.numpy())  # rows lag until a flush
+    lazy.flush()
+    np.testing.assert_allclose(lazy_variable.numpy(), dense_variable.numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["single", "pair"])
+def test_a_sparse_training_step_equals_the_dense_step_given_the_same_gradient(layout):
+    """With mean-field visible units and a persistent chain both trainers are deterministic:
+    after two updates and a flush, the weights agree."""
+    dense, rows, movies, values = tiny_ratings()
+    config = CDConfig(k=1, learning_rate=0.1, momentum=0.5, weight_decay=0.01, persistent=True,
+                      mean_field_visible=True)
+    sparse_rbm, dense_rbm = make_rbm(7, 3, layout), make_rbm(7, 3, layout)
+    sparse, reference = SparseCDTrainer(sparse_rbm, config, 4), CDTrainer(dense_rbm, config, 4)
+    reference.persistent_hidden.assign(sparse.persistent_hidden)
+    offset = tf.constant([0.3, -0.2, 0.0, 0.5])
+    for _ in range(2):
+        sparse.train_step(rows, movies, values, 4, offset)
+        reference.train_step(dense, dense >= 0, offset)
+    sparse.flush()
+    for mine, theirs in zip(sparse_rbm.variables_for_training, dense_rbm.variables_for_training):
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), atol=1e-5)
+
+
+def test_sparse_training_never_reads_a_movie_nobody_rated_but_decays_it():
+    dense, rows, movies, values = tiny_ratings()
+    rbm = make_rbm(7, 3, "pair")
+    before = rbm.weights.numpy()[-2:]  # the units of the movie nobody rated
+    trainer = SparseCDTrainer(rbm, CDConfig(learning_rate=0.1, momentum=0.5, weight_decay=0.1), 4)
+    trainer.train_step(rows, movies, values, 4)
+    np.testing.assert_array_equal(rbm.weights.numpy()[-2:], before)  # owed, not yet paid
+    trainer.flush()
+    np.testing.assert_allclose(rbm.weights.numpy()[-2:], before * (1 - 0.1 * 0.1), rtol=1e-6)
