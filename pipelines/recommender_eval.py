@@ -62,6 +62,8 @@ class RatingMetrics:
         self.precision = keras.metrics.Mean()
         self.recall = keras.metrics.Mean()
         self.ndcg = keras.metrics.Mean()
+        # counted exactly: a float32 count is off by a few beyond 2^24 (16.7 M) ratings
+        self.num_ratings = tf.Variable(0, dtype=tf.int64, trainable=False)
         # 1 / log2(rank + 1) of ranks 1..k, and its running sums: the ideal DCG of n likes
         discount = 1.0 / np.log2(np.arange(2, k + 2))
         self.discount = tf.constant(discount, tf.float32)
@@ -108,10 +110,12 @@ class RatingMetrics:
         self.log_loss.update_state(labels[:, tf.newaxis], probability[:, tf.newaxis])
         self.majority.update_state(tf.cast(tf.equal(labels, self.majority_label), tf.float32))
         self.squared_error.update_state(tf.square(probability - labels))
+        self.num_ratings.assign_add(tf.size(labels, out_type=tf.int64))
 
     def reset(self):
         for metric in self._all():
             metric.reset_state()
+        self.num_ratings.assign(0)
 
     def result(self, ranking=True):
         """Python numbers; the ranking metrics only when some user was ranked."""
@@ -120,7 +124,7 @@ class RatingMetrics:
                   "log_loss": float(self.log_loss.result()),
                   "squared_error": float(self.squared_error.result()),
                   "majority_accuracy": float(self.majority.result()),
-                  "num_ratings": int(self.majority.count.numpy())}
+                  "num_ratings": int(self.num_ratings.numpy())}
         num_ranked = int(self.ndcg.count.numpy())
         if ranking and num_ranked:
             result.update({"precision_at_10": float(self.precision.result()),
@@ -282,10 +286,11 @@ def training_triplets(part):
     Read once per part: the model's bias initialisation and the baselines share them (do not
     modify the arrays)."""
     users, movies, labels = [], [], []
-    for example in part.sparse_dataset().as_numpy_iterator():
-        users.append(np.full(len(example["input_movies"]), example["user_id"], np.int64))
-        movies.append(example["input_movies"])
-        labels.append(example["input_labels"])
+    for batch in part.ragged_dataset(4096):
+        inputs = batch["input_movies"]
+        users.append(np.repeat(batch["user_id"].numpy(), inputs.row_lengths().numpy()))
+        movies.append(inputs.values.numpy())
+        labels.append(batch["input_labels"].values.numpy())
     return np.concatenate(users), np.concatenate(movies), np.concatenate(labels).astype(np.float32)
 
 

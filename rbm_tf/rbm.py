@@ -171,21 +171,37 @@ class RBM(tf.Module):
         values = tf.cast(values, tf.float32)[:, tf.newaxis]
         return values if self.visible_layout == "single" else tf.concat([values, 1.0 - values], -1)
 
+    def _value_form(self, weight_rows, bias_rows):
+        """Rows as (base, slope, bias slope): a value v adds base + v slope to the hidden
+        input, and its log-odds of 1 is h . slope + bias slope. For a pair, base is the "0"
+        unit's row and slope the "1" row minus it; one unit has no base."""
+        if self.visible_layout == "single":
+            return None, weight_rows[:, 0], bias_rows[:, 0]
+        return weight_rows[:, 1], weight_rows[:, 0] - weight_rows[:, 1], bias_rows[:, 0] - bias_rows[:, 1]
+
+    def _hidden_from_values(self, rows, values, base, slope, batch_size):
+        contribution = values[:, tf.newaxis] * slope
+        if base is not None:
+            contribution += base
+        return tf.sigmoid(tf.math.unsorted_segment_sum(contribution, rows, batch_size) + self.hidden_bias)
+
+    def _visible_from_hidden(self, hidden, rows, slope, bias_slope, offset):
+        logits = tf.reduce_sum(tf.gather(hidden, rows) * slope, axis=-1) + bias_slope
+        if offset is not None:
+            logits += tf.gather(offset, rows)
+        return tf.sigmoid(logits)
+
     def sparse_hidden_probability(self, rows, values, weight_rows, batch_size):
         """p(h | the observed values) [batch, hidden]; ``weight_rows`` [n, units, hidden] are
         the rows of each value's units (`rows_of`)."""
-        contribution = tf.einsum("nu,nuh->nh", self._unit_values(values), weight_rows)
-        return tf.sigmoid(tf.math.unsorted_segment_sum(contribution, rows, batch_size)
-                          + self.hidden_bias)
+        base, slope, _ = self._value_form(weight_rows, tf.zeros(tf.shape(weight_rows)[:2]))
+        return self._hidden_from_values(rows, tf.cast(values, tf.float32), base, slope, batch_size)
 
     def sparse_visible_probability(self, hidden, rows, weight_rows, bias_rows, offset=None):
         """p(v = 1 | h) of each observed value [n] (``offset`` [batch] as in
         `visible_probability`)."""
-        logits = tf.einsum("nh,nuh->nu", tf.gather(hidden, rows), weight_rows) + bias_rows
-        logits = logits[:, 0] if self.visible_layout == "single" else logits[:, 0] - logits[:, 1]
-        if offset is not None:
-            logits += tf.gather(offset, rows)
-        return tf.sigmoid(logits)
+        _, slope, bias_slope = self._value_form(weight_rows, bias_rows)
+        return self._visible_from_hidden(hidden, rows, slope, bias_slope, offset)
 
     def visible_probability_of(self, hidden, movies, offset=None):
         """p(v = 1 | h) of the given movies [batch, len(movies)]: a slice of
@@ -214,24 +230,27 @@ class RBM(tf.Module):
         """
         values = tf.cast(values, tf.float32)
         scale = tf.cast(batch_size, tf.float32)
-        positive_hidden = self.sparse_hidden_probability(rows, values, weight_rows, batch_size)
+        base, slope, bias_slope = self._value_form(weight_rows, bias_rows)
+        positive_hidden = self._hidden_from_values(rows, values, base, slope, batch_size)
         # drawn even from a given chain start, so both paths draw the same hidden numbers
         hidden = self._bernoulli(positive_hidden)
         if chain_start is not None:
             hidden = chain_start
         negative_values, negative_hidden = values, positive_hidden
         for _ in range(k):
-            probability = self.sparse_visible_probability(hidden, rows, weight_rows, bias_rows, offset)
+            probability = self._visible_from_hidden(hidden, rows, slope, bias_slope, offset)
             negative_values = probability if mean_field_visible else self._bernoulli(probability)
-            negative_hidden = self.sparse_hidden_probability(rows, negative_values, weight_rows,
-                                                             batch_size)
+            negative_hidden = self._hidden_from_values(rows, negative_values, base, slope, batch_size)
             hidden = self._bernoulli(negative_hidden)
-        positive_units = self._unit_values(values)
-        negative_units = self._unit_values(negative_values)
-        weight_gradient = -(tf.einsum("nu,nh->nuh", positive_units, tf.gather(positive_hidden, rows))
-                            - tf.einsum("nu,nh->nuh", negative_units, tf.gather(negative_hidden, rows))
-                            ) / scale
-        visible_bias_gradient = -(positive_units - negative_units) / scale
+        positive = tf.gather(positive_hidden, rows)
+        negative = tf.gather(negative_hidden, rows)
+        # d/dW of a "1" unit: v h; of a "0" unit: (1 - v) h = h - v h
+        ones = values[:, tf.newaxis] * positive - negative_values[:, tf.newaxis] * negative
+        if self.visible_layout == "single":
+            weight_gradient = -ones[:, tf.newaxis] / scale
+        else:
+            weight_gradient = -tf.stack([ones, positive - negative - ones], axis=1) / scale
+        visible_bias_gradient = -(self._unit_values(values) - self._unit_values(negative_values)) / scale
         hidden_bias_gradient = -tf.reduce_mean(positive_hidden - negative_hidden, axis=0)
         return weight_gradient, visible_bias_gradient, hidden_bias_gradient, hidden
 

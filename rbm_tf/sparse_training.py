@@ -10,6 +10,8 @@ batch touches it, and every row at the end of an epoch (`flush`). The weights af
 are those of Keras's dense `SGD(momentum)` on the same gradients, up to float rounding.
 """
 
+import math
+
 import tensorflow as tf
 
 from rbm_tf.config import CDConfig
@@ -22,17 +24,30 @@ def momentum_power(momentum, decay, steps):
     Keras's SGD does v <- momentum v - lr g, w <- w + v. Where the data give no gradient, g
     is still decay / lr x w (weight decay; 0 for biases), so an update maps (v, w) linearly
     by A = [[momentum, -decay], [momentum, 1 - decay]], decay = learning rate x weight decay.
-    Repeated squaring brings a row up to date in one step however many updates it missed.
+    By Cayley-Hamilton (A^2 = tA - mI, t = 1 + momentum - decay its trace, m = momentum its
+    determinant), A^n = s(n) A - m s(n-1) I, where s(n) = (x^n - y^n) / (x - y) of A's
+    eigenvalues x and y: a closed form, so a row catches up in a few elementwise operations
+    however many updates it missed.
     """
-    base = tf.constant([[momentum, -decay], [momentum, 1.0 - decay]], tf.float64)
-    remaining = tf.cast(steps, tf.int64)
-    result = tf.eye(2, batch_shape=tf.shape(remaining), dtype=tf.float64)
-    while tf.reduce_any(remaining > 0):
-        odd = tf.equal(tf.bitwise.bitwise_and(remaining, tf.constant(1, tf.int64)), 1)
-        result = tf.where(odd[:, tf.newaxis, tf.newaxis], tf.matmul(result, base), result)
-        base = tf.matmul(base, base)
-        remaining = tf.bitwise.right_shift(remaining, tf.constant(1, tf.int64))
-    return result
+    trace, determinant = 1.0 + momentum - decay, momentum
+    discriminant = trace * trace - 4.0 * determinant
+    steps = tf.cast(steps, tf.float64)
+
+    def s(n):
+        if discriminant > 1e-12:  # two real eigenvalues
+            x, y = (trace + math.sqrt(discriminant)) / 2, (trace - math.sqrt(discriminant)) / 2
+            return (tf.pow(tf.constant(x, tf.float64), n) - tf.pow(tf.constant(y, tf.float64), n)) / (x - y)
+        if discriminant < -1e-12:  # a complex pair r e^(+-i theta)
+            radius = math.sqrt(determinant)
+            angle = math.acos(trace / (2 * radius))
+            return tf.pow(tf.constant(radius, tf.float64), n - 1) * tf.sin(n * angle) / math.sin(angle)
+        return n * tf.pow(tf.constant(trace / 2, tf.float64), n - 1)  # one repeated eigenvalue
+
+    scale = s(steps)[:, tf.newaxis, tf.newaxis]
+    # s(n - 1) at n = 0 would divide by the determinant: A^0 is the identity anyway
+    shift = tf.where(steps > 0, determinant * s(tf.maximum(steps - 1.0, 0.0)), -1.0)[:, tf.newaxis, tf.newaxis]
+    matrix = tf.constant([[momentum, -decay], [momentum, 1.0 - decay]], tf.float64)
+    return scale * matrix - shift * tf.eye(2, dtype=tf.float64)
 
 
 class LazyMomentum(tf.Module):

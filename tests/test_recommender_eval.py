@@ -133,3 +133,11 @@ def test_the_ragged_evaluator_gives_the_dense_evaluators_numbers(tmp_path):
         assert got.keys() == expected.keys() and expected["num_ranked_users"] > 0
         for key, value in expected.items():
             assert got[key] == pytest.approx(value, abs=1e-5), (name, key)
+
+
+def test_the_number_of_ratings_is_exact_beyond_what_a_float32_count_holds():
+    metrics = RatingMetrics()
+    many = tf.ones([2**24 + 1])
+    metrics.update_classification(many, many)  # a float32 count holds 2^24 here
+    metrics.update_classification(tf.ones([1]), tf.ones([1]))  # and 2^24 again
+    assert metrics.result(ranking=False)["num_ratings"] == 2**24 + 2

@@ -124,3 +124,14 @@ def test_sparse_training_never_reads_a_movie_nobody_rated_but_decays_it():
     np.testing.assert_array_equal(rbm.weights.numpy()[-2:], before)  # owed, not yet paid
     trainer.flush()
     np.testing.assert_allclose(rbm.weights.numpy()[-2:], before * (1 - 0.1 * 0.1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("momentum, decay", [(0.5, 0.001), (0.9, 0.05), (0.5, 0.0), (0.0, 0.01),
+                                             (0.25, 0.25)])
+def test_momentum_power_holds_for_real_complex_and_repeated_eigenvalues(momentum, decay):
+    """(0.9, 0.05) has complex eigenvalues, (0.25, 0.25) a repeated one, (0, 0.01) a zero one."""
+    matrix = np.array([[momentum, -decay], [momentum, 1.0 - decay]])
+    steps = np.array([0, 1, 2, 7, 40])
+    expected = np.stack([np.linalg.matrix_power(matrix, n) for n in steps])
+    np.testing.assert_allclose(momentum_power(momentum, decay, tf.constant(steps)), expected,
+                               rtol=1e-9, atol=1e-12)
