@@ -15,16 +15,50 @@ Two layouts of visible units:
   Mnih & Hinton 2007). With one unit a 0 adds nothing to ``v @ W`` and so looks exactly
   like a missing value; with a pair, a known 0 (a dislike) reaches the hidden layer.
 
-Sparse ratings (a recommender's) can also come as what they are, a list of observed values:
-``rows`` (which case of the batch), ``movies`` (which visible value) and ``values``, each
-[num_ratings]. The ``sparse_*`` methods then touch only the weight rows of observed values,
-so their work follows the number of ratings, not cases x visible values; a missing value is
-simply absent, which is exactly what the mask does on the dense path.
+Sparse ratings (a recommender's) can also come as what they are, a list of observed values
+(`SparseRatings`). The ``sparse_*`` methods then read only the weight rows of the movies a
+batch rated, and their products are sparse-dense matmuls over the observed values, so their
+work follows the number of ratings, not cases x visible values; a missing value is simply
+absent, which is exactly what the mask does on the dense path.
 """
+
+import dataclasses
 
 import tensorflow as tf
 
 from rbm_tf.config import VISIBLE_LAYOUTS
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseRatings:
+    """Observed values of a batch: value ``values[i]`` of case ``rows[i]`` sits in column
+    ``columns[i]`` of some rows of parameters (e.g. the movies a batch rated, `tf.unique`),
+    ``num_columns`` of them; each [n] tensor except the two counts."""
+
+    rows: tf.Tensor
+    columns: tf.Tensor
+    values: tf.Tensor
+    batch_size: tf.Tensor
+    num_columns: tf.Tensor
+
+    @classmethod
+    def of_movies(cls, rows, movies, values, batch_size):
+        """Ratings whose columns are the distinct movies rated; returns (ratings, movies)."""
+        movies, columns = tf.unique(tf.cast(movies, tf.int32))
+        return cls(tf.cast(rows, tf.int32), columns, tf.cast(values, tf.float32),
+                   tf.cast(batch_size, tf.int32), tf.size(movies)), movies
+
+    @property
+    def indices(self):
+        return tf.stack([self.rows, self.columns], axis=1)
+
+    def times(self, values, matrix):
+        """The [batch, columns] matrix holding `values` [n] at the observed places (0
+        elsewhere) times `matrix` [columns, h]: [batch, h], never built densely. ``rows``
+        must be sorted (a ragged batch's are)."""
+        product = tf.math.segment_sum(values[:, tf.newaxis] * tf.gather(matrix, self.columns), self.rows)
+        # segment_sum stops at the last case that has a value
+        return tf.pad(product, [[0, self.batch_size - tf.shape(product)[0]], [0, 0]])
 
 
 class RBM(tf.Module):
@@ -166,11 +200,6 @@ class RBM(tf.Module):
         movies = tf.cast(movies, tf.int32)[:, tf.newaxis]
         return movies * self.units_per_visible + tf.range(self.units_per_visible)
 
-    def _unit_values(self, values):
-        """Each observed value's unit activations [n, units]: (v, 1 - v) for a pair."""
-        values = tf.cast(values, tf.float32)[:, tf.newaxis]
-        return values if self.visible_layout == "single" else tf.concat([values, 1.0 - values], -1)
-
     def _value_form(self, weight_rows, bias_rows):
         """Rows as (base, slope, bias slope): a value v adds base + v slope to the hidden
         input, and its log-odds of 1 is h . slope + bias slope. For a pair, base is the "0"
@@ -179,80 +208,83 @@ class RBM(tf.Module):
             return None, weight_rows[:, 0], bias_rows[:, 0]
         return weight_rows[:, 1], weight_rows[:, 0] - weight_rows[:, 1], bias_rows[:, 0] - bias_rows[:, 1]
 
-    def _hidden_from_values(self, rows, values, base, slope, batch_size):
-        contribution = values[:, tf.newaxis] * slope
-        if base is not None:
-            contribution += base
-        return tf.sigmoid(tf.math.unsorted_segment_sum(contribution, rows, batch_size) + self.hidden_bias)
-
-    def _visible_from_hidden(self, hidden, rows, slope, bias_slope, offset):
-        logits = tf.reduce_sum(tf.gather(hidden, rows) * slope, axis=-1) + bias_slope
-        if offset is not None:
-            logits += tf.gather(offset, rows)
-        return tf.sigmoid(logits)
-
-    def sparse_hidden_probability(self, rows, values, weight_rows, batch_size):
-        """p(h | the observed values) [batch, hidden]; ``weight_rows`` [n, units, hidden] are
-        the rows of each value's units (`rows_of`)."""
+    def sparse_hidden_probability(self, ratings, weight_rows):
+        """p(h | the observed values) [batch, hidden] of `SparseRatings` ``ratings``, whose
+        ``columns`` index ``weight_rows`` [r, units, hidden] (see `rows_of`)."""
         base, slope, _ = self._value_form(weight_rows, tf.zeros(tf.shape(weight_rows)[:2]))
-        return self._hidden_from_values(rows, tf.cast(values, tf.float32), base, slope, batch_size)
+        return tf.sigmoid(ratings.times(ratings.values, slope) + self._base_input(ratings, base)
+                          + self.hidden_bias)
 
-    def sparse_visible_probability(self, hidden, rows, weight_rows, bias_rows, offset=None):
-        """p(v = 1 | h) of each observed value [n] (``offset`` [batch] as in
+    def _base_input(self, ratings, base):
+        return 0.0 if base is None else ratings.times(tf.ones_like(ratings.values), base)
+
+    def sparse_visible_probability(self, hidden, ratings, weight_rows, bias_rows, offset=None):
+        """p(v = 1 | h) of each observed value of ``ratings`` [n] (``offset`` [batch] as in
         `visible_probability`)."""
         _, slope, bias_slope = self._value_form(weight_rows, bias_rows)
-        return self._visible_from_hidden(hidden, rows, slope, bias_slope, offset)
+        return self._observed_probability(hidden, ratings, slope, bias_slope, offset)
+
+    def _observed_probability(self, hidden, ratings, slope, bias_slope, offset):
+        # every case's log-odds of every column, a small dense product, read where observed
+        logits = tf.gather_nd(tf.matmul(hidden, slope, transpose_b=True), ratings.indices) + \
+            tf.gather(bias_slope, ratings.columns)
+        if offset is not None:
+            logits += tf.gather(offset, ratings.rows)
+        return tf.sigmoid(logits)
 
     def visible_probability_of(self, hidden, movies, offset=None):
         """p(v = 1 | h) of the given movies [batch, len(movies)]: a slice of
         `visible_probability` that reads only those movies' weights."""
-        weight_rows, bias_rows = self.rows_of(movies)
-        if self.visible_layout == "pair":
-            weight_rows = weight_rows[:, 0] - weight_rows[:, 1]
-            bias_rows = bias_rows[:, 0] - bias_rows[:, 1]
-        else:
-            weight_rows, bias_rows = weight_rows[:, 0], bias_rows[:, 0]
-        logits = tf.matmul(hidden, weight_rows, transpose_b=True) + bias_rows
+        _, slope, bias_slope = self._value_form(*self.rows_of(movies))
+        logits = tf.matmul(hidden, slope, transpose_b=True) + bias_slope
         if offset is not None:
             logits += offset[:, tf.newaxis]
         return tf.sigmoid(logits)
 
-    def sparse_contrastive_divergence(self, rows, values, weight_rows, bias_rows, batch_size,
-                                      k=1, chain_start=None, mean_field_visible=False,
-                                      offset=None):
+    def sparse_contrastive_divergence(self, ratings, weight_rows, bias_rows, k=1, chain_start=None,
+                                      mean_field_visible=False, offset=None):
         """`contrastive_divergence` on observed values only: the same estimate, gathered.
 
-        Returns (weight_gradient [n, units, hidden], visible_bias_gradient [n, units],
-        hidden_bias_gradient [hidden], chain_end): per observed value, the share of the batch-
-        averaged gradient that falls on its units' rows. Summed over the values of each movie
-        (`tf.math.unsorted_segment_sum`), they are the rows of the dense gradients; every row of
-        a movie nobody in the batch rated is 0.
+        ``ratings``: `SparseRatings` whose columns index ``weight_rows`` [r, units, hidden] and
+        ``bias_rows`` [r, units] (the rows of the movies rated in the batch). Returns
+        (weight_gradient [r, units, hidden], visible_bias_gradient [r, units],
+        hidden_bias_gradient [hidden], chain_end): the rows of the batch-averaged gradients
+        that belong to those movies; every other row of the dense gradients is 0.
         """
-        values = tf.cast(values, tf.float32)
-        scale = tf.cast(batch_size, tf.float32)
+        values = tf.cast(ratings.values, tf.float32)
+        scale = tf.cast(ratings.batch_size, tf.float32)
         base, slope, bias_slope = self._value_form(weight_rows, bias_rows)
-        positive_hidden = self._hidden_from_values(rows, values, base, slope, batch_size)
+        base_input = self._base_input(ratings, base) + self.hidden_bias
+
+        def hidden_of(values):
+            return tf.sigmoid(ratings.times(values, slope) + base_input)
+
+        positive_hidden = hidden_of(values)
         # drawn even from a given chain start, so both paths draw the same hidden numbers
         hidden = self._bernoulli(positive_hidden)
         if chain_start is not None:
             hidden = chain_start
         negative_values, negative_hidden = values, positive_hidden
         for _ in range(k):
-            probability = self._visible_from_hidden(hidden, rows, slope, bias_slope, offset)
+            probability = self._observed_probability(hidden, ratings, slope, bias_slope, offset)
             negative_values = probability if mean_field_visible else self._bernoulli(probability)
-            negative_hidden = self._hidden_from_values(rows, negative_values, base, slope, batch_size)
+            negative_hidden = hidden_of(negative_values)
             hidden = self._bernoulli(negative_hidden)
-        positive = tf.gather(positive_hidden, rows)
-        negative = tf.gather(negative_hidden, rows)
-        # d/dW of a "1" unit: v h; of a "0" unit: (1 - v) h = h - v h
-        ones = values[:, tf.newaxis] * positive - negative_values[:, tf.newaxis] * negative
+        # d/dW of a "1" unit sums v h over its ratings, of a "0" unit (1 - v) h
+        positive, negative = tf.gather(positive_hidden, ratings.rows), tf.gather(negative_hidden, ratings.rows)
+        ones = tf.math.unsorted_segment_sum(
+            values[:, tf.newaxis] * positive - negative_values[:, tf.newaxis] * negative,
+            ratings.columns, ratings.num_columns)
+        ones_bias = tf.math.unsorted_segment_sum(values - negative_values, ratings.columns,
+                                                 tf.shape(weight_rows)[0])
         if self.visible_layout == "single":
-            weight_gradient = -ones[:, tf.newaxis] / scale
+            weight_gradient, visible_bias_gradient = ones[:, tf.newaxis], ones_bias[:, tf.newaxis]
         else:
-            weight_gradient = -tf.stack([ones, positive - negative - ones], axis=1) / scale
-        visible_bias_gradient = -(self._unit_values(values) - self._unit_values(negative_values)) / scale
+            every = tf.math.unsorted_segment_sum(positive - negative, ratings.columns, ratings.num_columns)
+            weight_gradient = tf.stack([ones, every - ones], axis=1)
+            visible_bias_gradient = tf.stack([ones_bias, -ones_bias], axis=1)
         hidden_bias_gradient = -tf.reduce_mean(positive_hidden - negative_hidden, axis=0)
-        return weight_gradient, visible_bias_gradient, hidden_bias_gradient, hidden
+        return -weight_gradient / scale, -visible_bias_gradient / scale, hidden_bias_gradient, hidden
 
     # -- learning ----------------------------------------------------------------------------
 

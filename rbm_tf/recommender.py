@@ -36,6 +36,7 @@ from pipelines.recommender_eval import training_triplets
 from pipelines.runs import RunDirectory
 from rbm_tf.config import RecommenderConfig
 from rbm_tf.rbm import RBM
+from rbm_tf.rbm import SparseRatings
 from rbm_tf.recommender_serving import RecommenderServing
 from rbm_tf.recommender_serving import top_unrated
 from rbm_tf.sparse_training import SparseCDTrainer
@@ -290,15 +291,16 @@ class RecommenderScorer(Scorer):
         rbm = self.model.rbm
         rows, movies, values = sparse_ratings(batch["input_movies"], batch["input_labels"])
         batch_size = tf.shape(batch["user_id"])[0]
-        hidden = rbm.sparse_hidden_probability(rows, values, rbm.rows_of(movies)[0], batch_size)
+        ratings, movies = SparseRatings.of_movies(rows, movies, values, batch_size)
+        hidden = rbm.sparse_hidden_probability(ratings, rbm.rows_of(movies)[0])
         return hidden, self.model.sparse_user_offset(rows, values, batch_size)
 
     def target_probability(self, state, batch):
         hidden, offset = state
-        targets = batch["target_movies"]
-        return self.model.rbm.sparse_visible_probability(
-            hidden, tf.cast(targets.value_rowids(), tf.int32), *self.model.rbm.rows_of(targets.values),
-            offset=offset)
+        rows, movies, values = sparse_ratings(batch["target_movies"], batch["target_labels"])
+        ratings, movies = SparseRatings.of_movies(rows, movies, values, tf.shape(hidden)[0])
+        return self.model.rbm.sparse_visible_probability(hidden, ratings, *self.model.rbm.rows_of(movies),
+                                                         offset=offset)
 
     def rank_scores(self, state, movies):
         hidden, offset = state

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from rbm_tf.config import CDConfig
 from rbm_tf.rbm import RBM
+from rbm_tf.rbm import SparseRatings
 
 
 def momentum_power(momentum, decay, steps):
@@ -79,18 +80,13 @@ class LazyMomentum(tf.Module):
                 entry[1][0] * velocity + entry[1][1] * value)
 
     def current(self, rows):
-        """The rows [n, ...] up to date (written back, so `apply` may follow)."""
+        """(velocity, value) of the rows [n, ...], brought up to date (for `apply`)."""
         missed = self.updates - tf.gather(self.row_updates, rows)
-        velocity, value = self._catch_up(tf.gather(self.velocity, rows), tf.gather(self.variable, rows),
-                                         missed)
-        self.velocity.scatter_update(tf.IndexedSlices(velocity, rows))
-        self.variable.scatter_update(tf.IndexedSlices(value, rows))
-        self.row_updates.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), self.updates), rows))
-        return value
+        return self._catch_up(tf.gather(self.velocity, rows), tf.gather(self.variable, rows), missed)
 
-    def apply(self, rows, gradient, value):
-        """One update: `gradient` of the (unique) `rows`, whose up-to-date `value` is given."""
-        velocity = tf.gather(self.velocity, rows)
+    def apply(self, rows, gradient, velocity, value):
+        """One update of the (unique) `rows` with their `gradient`, from their `current`
+        velocity and value; every other row is owed this update."""
         velocity = self.momentum * velocity - self.learning_rate * (gradient + self.weight_decay * value)
         self.velocity.scatter_update(tf.IndexedSlices(velocity, rows))
         self.variable.scatter_update(tf.IndexedSlices(value + velocity, rows))
@@ -134,26 +130,23 @@ class SparseCDTrainer(tf.Module):
     @tf.function(reduce_retracing=True)
     def train_step(self, rows, movies, values, batch_size, offset=None):
         rbm = self.rbm
-        movies, position = tf.unique(tf.cast(movies, tf.int32))
+        ratings, movies = SparseRatings.of_movies(rows, movies, values, batch_size)
         units = tf.reshape(rbm.unit_indices(movies), [-1])
         shape = tf.stack([tf.size(movies), rbm.units_per_visible])
-        weights = tf.reshape(self.weights.current(units), tf.concat([shape, [rbm.num_hidden]], 0))
-        visible_bias = tf.reshape(self.visible_bias.current(units), shape)
+        weight_velocity, weights = self.weights.current(units)
+        bias_velocity, visible_bias = self.visible_bias.current(units)
         chain_start = None
         if self.persistent_hidden is not None:
             chain_start = self.persistent_hidden[:batch_size]
         weight_gradient, visible_bias_gradient, hidden_bias_gradient, chain_end = \
             rbm.sparse_contrastive_divergence(
-                rows, values, tf.gather(weights, position), tf.gather(visible_bias, position),
-                batch_size, k=self.config.k, chain_start=chain_start,
+                ratings, tf.reshape(weights, tf.concat([shape, [rbm.num_hidden]], 0)),
+                tf.reshape(visible_bias, shape), k=self.config.k, chain_start=chain_start,
                 mean_field_visible=self.config.mean_field_visible, offset=offset)
-        num_movies = tf.size(movies)
-        self.weights.apply(units, tf.reshape(
-            tf.math.unsorted_segment_sum(weight_gradient, position, num_movies),
-            [-1, rbm.num_hidden]), tf.reshape(weights, [-1, rbm.num_hidden]))
-        self.visible_bias.apply(units, tf.reshape(
-            tf.math.unsorted_segment_sum(visible_bias_gradient, position, num_movies), [-1]),
-            tf.reshape(visible_bias, [-1]))
+        self.weights.apply(units, tf.reshape(weight_gradient, [-1, rbm.num_hidden]), weight_velocity,
+                           weights)
+        self.visible_bias.apply(units, tf.reshape(visible_bias_gradient, [-1]), bias_velocity,
+                                visible_bias)
         self.hidden_velocity.assign(self.config.momentum * self.hidden_velocity
                                     - self.config.learning_rate * hidden_bias_gradient)
         rbm.hidden_bias.assign_add(self.hidden_velocity)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rbm_tf.rbm import RBM
+from rbm_tf.rbm import SparseRatings
 from rbm_tf.sparse_training import LazyMomentum
 from rbm_tf.sparse_training import SparseCDTrainer
 from rbm_tf.sparse_training import momentum_power
@@ -25,11 +25,11 @@ def tiny_ratings(num_users=4, num_movies=7, seed=3):
             dense[rows, movies].astype(np.float32))
 
 
-def dense_rows(rbm, rows, movies, gradient_rows, num_rows_of_each):
-    """Sum per-rating gradient rows into the dense [units, ...] layout of the RBM."""
-    units = rbm.unit_indices(movies).numpy()
+def dense_rows(rbm, movies, gradient_rows):
+    """Per-movie gradient rows [r, units, ...] in the dense [units, ...] layout of the RBM."""
     dense = np.zeros([rbm.num_visible * rbm.units_per_visible] + list(gradient_rows.shape[2:]), np.float32)
-    np.add.at(dense, units.reshape(-1), gradient_rows.reshape([-1] + list(gradient_rows.shape[2:])))
+    dense[rbm.unit_indices(movies).numpy().reshape(-1)] = gradient_rows.reshape(
+        [-1] + list(gradient_rows.shape[2:]))
     return dense
 
 
@@ -43,13 +43,12 @@ def test_sparse_cd_gradients_equal_the_dense_masked_gradients(layout):
     chain_start = tf.constant(np.random.default_rng(0).integers(0, 2, [4, 3]), tf.float32)
     expected, _ = twin.contrastive_divergence(dense, dense >= 0, k=2, chain_start=chain_start,
                                              mean_field_visible=True, offset=offset)
-    weight_rows, bias_rows = rbm.rows_of(movies)
+    ratings, rated = SparseRatings.of_movies(rows, movies, values, 4)
     weights, visible_bias, hidden_bias, _ = rbm.sparse_contrastive_divergence(
-        rows, values, weight_rows, bias_rows, 4, k=2, chain_start=chain_start,
-        mean_field_visible=True, offset=offset)
-    np.testing.assert_allclose(dense_rows(rbm, rows, movies, weights.numpy(), 1), expected[0], atol=1e-6)
-    np.testing.assert_allclose(dense_rows(rbm, rows, movies, visible_bias.numpy(), 1), expected[1],
-                               atol=1e-6)
+        ratings, *rbm.rows_of(rated), k=2, chain_start=chain_start, mean_field_visible=True,
+        offset=offset)
+    np.testing.assert_allclose(dense_rows(rbm, rated, weights.numpy()), expected[0], atol=1e-6)
+    np.testing.assert_allclose(dense_rows(rbm, rated, visible_bias.numpy()), expected[1], atol=1e-6)
     np.testing.assert_allclose(hidden_bias, expected[2], atol=1e-6)
 
 
@@ -57,13 +56,15 @@ def test_sparse_cd_gradients_equal_the_dense_masked_gradients(layout):
 def test_sparse_hidden_and_visible_probabilities_equal_the_dense_ones(layout):
     dense, rows, movies, values = tiny_ratings()
     rbm = make_rbm(dense.shape[1], 3, layout)
-    weight_rows, bias_rows = rbm.rows_of(movies)
-    hidden = rbm.sparse_hidden_probability(rows, values, weight_rows, 4)
+    ratings, rated = SparseRatings.of_movies(rows, movies, values, 4)
+    hidden = rbm.sparse_hidden_probability(ratings, rbm.rows_of(rated)[0])
     np.testing.assert_allclose(hidden, rbm.hidden_probability(dense, dense >= 0), atol=1e-6)
     offset = tf.constant([0.3, -0.2, 0.0, 0.5])
-    visible = rbm.sparse_visible_probability(hidden, rows, weight_rows, bias_rows, offset)
+    visible = rbm.sparse_visible_probability(hidden, ratings, *rbm.rows_of(rated), offset)
     np.testing.assert_allclose(visible, rbm.visible_probability(hidden, offset).numpy()[rows, movies],
                                atol=1e-6)
+    np.testing.assert_allclose(rbm.visible_probability_of(hidden, tf.constant([5, 1]), offset),
+                               rbm.visible_probability(hidden, offset).numpy()[:, [5, 1]], atol=1e-6)
 
 
 def test_momentum_power_is_the_repeated_zero_gradient_update():
@@ -90,7 +91,7 @@ def test_lazy_momentum_matches_keras_sgd_on_rows_left_untouched_for_many_steps()
         dense_gradient[rows] = gradient
         sgd.apply([dense_gradient + 0.01 * dense_variable.numpy()], [dense_variable])
         rows = tf.constant(rows, tf.int32)
-        lazy.apply(rows, gradient, lazy.current(rows))
+        lazy.apply(rows, gradient, *lazy.current(rows))
     assert not np.allclose(lazy_variable.numpy(), dense_variable.numpy())  # rows lag until a flush
     lazy.flush()
     np.testing.assert_allclose(lazy_variable.numpy(), dense_variable.numpy(), rtol=1e-5, atol=1e-6)
