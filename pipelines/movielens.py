@@ -355,29 +355,91 @@ def holdout_split(ratings, test_per_user, order="random", seed=0):
     if test_per_user < 1:
         raise MovieLensError(f"test_per_user must be at least 1, got {test_per_user}")
     if order == "random":
-        key = np.random.default_rng(seed).random(len(ratings))
+        by_key = _order_of_draws(np.random.default_rng(seed).random(len(ratings)))
     elif order == "time":
         # latest first; ties broken by movie id so the split never depends on file order
-        latest_first = np.lexsort((-ratings["movie"].to_numpy(), -ratings["timestamp"].to_numpy()))
-        key = np.empty(len(ratings), np.int64)
-        key[latest_first] = np.arange(len(ratings))
+        by_key = _stable_order(_pack([-ratings["movie"].to_numpy(np.int64),
+                                      -ratings["timestamp"].to_numpy(np.int64)]))
     else:
         raise MovieLensError(f"order must be random or time, got {order!r}")
-    in_test = _first_per_user(ratings["user"].to_numpy(), key, test_per_user)
+    in_test = _first_per_user(ratings["user"].to_numpy(), by_key, test_per_user)
     # rows keep the file's order; a boolean take copies each column once
     return (ratings[~in_test].reset_index(drop=True), ratings[in_test].reset_index(drop=True))
 
 
-def _first_per_user(users, key, count):
-    """Rows that are among their user's `count` smallest `key`s, for users with more than 2 * count rows."""
-    order = np.lexsort((key, users))
+def _stable_order(values):
+    """`np.argsort(values, kind="stable")` of non-negative int64 values.
+
+    Where the values leave room for the row numbers in 63 bits, a plain sort of value-and-row
+    packed into int64: several times faster than an argsort on ML-25M's 25 M rows.
+    """
+    row_bits = max(len(values) - 1, 0).bit_length()
+    if len(values) == 0 or int(values.max()).bit_length() + row_bits > 63:
+        return np.argsort(values, kind="stable")
+    packed = values << row_bits
+    packed |= np.arange(len(values))
+    packed.sort()
+    packed &= (1 << row_bits) - 1
+    return packed
+
+
+def _order_of_draws(draws):
+    """`np.argsort(draws, kind="stable")` of draws in [0, 1), by `_stable_order` of their leading bits.
+
+    Draws that share their leading bits (a few thousand among 25 M) are put in order by their
+    full value afterwards.
+    """
+    row_bits = max(len(draws) - 1, 0).bit_length()
+    leading = (draws * float(1 << (63 - row_bits))).astype(np.int64)
+    order = _stable_order(leading)
+    leading = leading[order]
+    tied = np.flatnonzero(leading[1:] == leading[:-1])
+    if len(tied):
+        positions = np.unique(np.r_[tied, tied + 1])
+        rows = order[positions]
+        order[positions] = rows[np.lexsort((rows, draws[rows], leading[positions]))]
+    return order
+
+
+def _pack(keys):
+    """Integer keys packed into one int64 that sorts as `np.lexsort(keys)` (the last key first)."""
+    packed, bits = np.zeros(len(keys[0]), np.int64), 0
+    for key in keys:
+        low, high = (int(key.min()), int(key.max())) if len(key) else (0, 0)
+        width = (high - low).bit_length()
+        if bits + width > 63:
+            raise OverflowError("the keys do not fit in 63 bits")
+        packed |= (np.asarray(key, np.int64) - low) << bits
+        bits += width
+    return packed
+
+
+def _first_per_user(users, by_key, count):
+    """Rows that are among their user's first `count` rows in `by_key` order, for users with more than 2 * count rows.
+
+    by_key: the rows in key order (a permutation of the rows).
+    """
+    num_rows = len(users)
+    rank = np.empty(num_rows, np.int64)
+    rank[by_key] = np.arange(num_rows)
+    # the rank gives each (user, rank) value's row back through by_key
+    try:
+        packed = _pack([rank, users])
+    except OverflowError:
+        order = np.lexsort((rank, users))
+    else:
+        packed.sort()
+        packed &= (1 << max(num_rows - 1, 0).bit_length()) - 1
+        order = by_key[packed]
+    del rank
     sorted_users = users[order]
     starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
-    sizes = np.diff(np.r_[starts, len(users)])
+    del sorted_users
+    sizes = np.diff(np.r_[starts, num_rows])
     # rank of each row within its user, and its user's number of rows, in sorted order
-    rank = np.arange(len(users)) - np.repeat(starts, sizes)
-    chosen = (rank < count) & (np.repeat(sizes, sizes) > 2 * count)
-    in_test = np.zeros(len(users), bool)
+    chosen = np.arange(num_rows) - np.repeat(starts, sizes) < count
+    chosen &= np.repeat(sizes > 2 * count, sizes)
+    in_test = np.zeros(num_rows, bool)
     in_test[order[chosen]] = True
     return in_test
 

@@ -296,6 +296,23 @@ def test_holdout_split_equals_a_per_user_reference(test_per_user):
         pd.testing.assert_frame_equal(got, expected)
 
 
+def test_the_packed_sorts_order_rows_as_a_stable_argsort():
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 50, 10_000)  # many ties, kept in row order
+    np.testing.assert_array_equal(movielens._stable_order(values), np.argsort(values, kind="stable"))
+    # values too wide to share 63 bits with the row numbers take the plain argsort
+    wide = rng.integers(0, 2**62, 1000) | (1 << 62)
+    np.testing.assert_array_equal(movielens._stable_order(wide), np.argsort(wide, kind="stable"))
+    # among 2**20 draws the leading bits are 43: draws a few ulps apart share them and equal
+    # draws tie, in either row order
+    draws = rng.random(2**20)
+    near = 0.5 + np.arange(6) * 2.0**-53
+    draws[[5, 900, 77_000, 300_000, 1_000_000, 12]] = near[::-1]
+    draws[[40, 41, 500_000]] = 0.25
+    order = movielens._order_of_draws(draws)
+    np.testing.assert_array_equal(order, np.argsort(draws, kind="stable"))
+
+
 def test_time_order_holds_out_each_users_latest_ratings():
     ratings = random_ratings()
     train, test = movielens.holdout_split(ratings, 5, order="time")
