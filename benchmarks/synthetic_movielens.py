@@ -62,7 +62,8 @@ def choose_movies(rng, counts, movie_of_rank, user_factors, movie_factors):
 
     `movie_of_rank` orders the movies by popularity (`zipf_popularity`). Returns (users, movies),
     grouped by user. Light users draw by rejection: proposals from the popularity, accepted by
-    their taste, duplicates dropped, again until each has its count. Heavy users (more than EXACT_SHARE of the movies) draw exactly with Gumbel top-k keys.
+    their taste, duplicates dropped, again until each has its count. Heavy users (more than
+    EXACT_SHARE of the movies) draw exactly with Gumbel top-k keys.
     """
     num_movies, num_factors = movie_factors.shape
     popularity = np.empty(num_movies)
