@@ -129,22 +129,24 @@ class MovieLensRatings(tfds.core.GeneratorBasedBuilder):
         raw_dir = dl_manager.manual_dir
         # every rated movie gets an index, whichever split its ratings fall in
         ratings = movielens.load_ratings(raw_dir, release)
+        movie_ids = np.unique(ratings["movie"].to_numpy())
         if config.split == "holdout":
             train, test = movielens.holdout_split(
                 ratings, config.test_per_user, order=config.order, seed=config.seed)
         else:
             train, test = movielens.canonical_split(raw_dir, release, config.split)
+        # each table is let go as soon as it is split: ML-25M's are 0.5 GB apiece
+        del ratings
         if len(test) == 0:
             raise MovieLensError(f"split {config.name} has no test ratings")
         # canonical splits have no order of their own: their validation ratings are random
         fit, validation = movielens.holdout_split(
             train, config.validation_per_user, seed=config.seed,
             order=config.order if config.split == "holdout" else "random")
+        del train
         if len(validation) == 0:
             raise MovieLensError(f"split {config.name} has no validation ratings: no user has more "
                                  f"than {2 * config.validation_per_user} training ratings")
-
-        movie_ids = np.unique(ratings["movie"].to_numpy())
         titles = movielens.load_titles(raw_dir, release)
         parts = {"train": fit, "validation": validation, "test": test}
         labels = {name: movielens.like_labels(part["rating"].to_numpy(), config.like_threshold)
@@ -164,45 +166,86 @@ class MovieLensRatings(tfds.core.GeneratorBasedBuilder):
                 f"num_{name}_ratings": int(len(part)),
                 f"{name}_like_rate": float(labels[name].mean()),
             })
-        by_user = {name: _per_user(part, labels[name], movie_ids) for name, part in parts.items()}
-        all_train = dict(by_user["train"])
-        for user, held in by_user["validation"].items():
-            # a test prediction may use every training rating, the validation ones included
-            all_train[user] = _concatenate(all_train.get(user), held)
+        movie_index = _MovieIndex(movie_ids)
+        del fit, validation, test
+        by_user = {}
+        for name in list(parts):
+            by_user[name] = _UserRows.group(parts.pop(name), labels.pop(name), movie_index)
         return {
-            "train": self._generate_examples(by_user["train"], by_user["train"]),
-            "validation": self._generate_examples(by_user["train"], by_user["validation"]),
-            "test": self._generate_examples(all_train, by_user["test"]),
+            "train": self._generate_examples([by_user["train"]], by_user["train"]),
+            "validation": self._generate_examples([by_user["train"]], by_user["validation"]),
+            # a test prediction may use every training rating, the validation ones included
+            "test": self._generate_examples([by_user["train"], by_user["validation"]], by_user["test"]),
         }
 
-    def _generate_examples(self, inputs_by_user, targets_by_user):
+    def _generate_examples(self, input_parts, targets):
+        """One example per user of `targets`: inputs are the user's rows of each of `input_parts`, in turn."""
         empty = {name: np.zeros([0], feature.np_dtype) for name, feature in _RATING_FEATURES.items()}
-        for user_id, targets in targets_by_user.items():
-            inputs = inputs_by_user.get(user_id, empty)
+        input_slices = [part.slices_of(targets.user_ids) for part in input_parts]
+        for user_id, target, *sources in zip(targets.user_ids.tolist(), targets.slices(), *input_slices):
+            found = [part.columns_of(rows) for part, rows in zip(input_parts, sources) if rows is not None]
+            if len(found) > 1:
+                inputs = {name: np.concatenate([columns[name] for columns in found]) for name in empty}
+            else:
+                inputs = found[0] if found else empty
             example = {"user_id": user_id}
             example.update({f"input_{name}": value for name, value in inputs.items()})
-            example.update({f"target_{name}": value for name, value in targets.items()})
-            yield int(user_id), example
+            example.update({f"target_{name}": value for name, value in targets.columns_of(target).items()})
+            yield user_id, example
 
 
-def _concatenate(first, second):
-    """Two users' {"movies", "labels", "ratings"} as one (either may be None)."""
-    if first is None:
-        return second
-    return {key: np.concatenate([first[key], second[key]]) for key in first}
+class _MovieIndex:
+    """Movie ids to their index 0..n-1 in the sorted `movie_ids`: a lookup table where ids are small."""
+
+    def __init__(self, movie_ids):
+        self.movie_ids = movie_ids
+        self.table = None
+        # MovieLens ids stay below a few hundred thousand: a table is a few MB and no search
+        if len(movie_ids) and movie_ids[0] >= 0 and movie_ids[-1] < 2**24:
+            self.table = np.zeros(int(movie_ids[-1]) + 1, np.int32)
+            self.table[movie_ids] = np.arange(len(movie_ids), dtype=np.int32)
+
+    def __call__(self, movies):
+        if self.table is None:
+            return np.searchsorted(self.movie_ids, movies).astype(np.int32)
+        return self.table[movies]
 
 
-def _per_user(table, labels, movie_ids):
-    """{user_id: {"movies": indices, "labels", "ratings"}} with movie ids mapped to 0..n-1."""
-    order = np.argsort(table["user"].to_numpy(), kind="stable")
-    users = table["user"].to_numpy()[order]
-    movies = np.searchsorted(movie_ids, table["movie"].to_numpy()[order]).astype(np.int32)
-    ratings = table["rating"].to_numpy()[order].astype(np.float32)
-    labels = np.asarray(labels)[order].astype(np.int32)
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    ends = np.r_[starts[1:], len(users)]
-    return {
-        int(users[start]): {"movies": movies[start:end], "labels": labels[start:end],
-                            "ratings": ratings[start:end]}
-        for start, end in zip(starts, ends)
-    }
+@dataclasses.dataclass
+class _UserRows:
+    """A table's ratings grouped by user: one array per feature, each user's rows a contiguous slice."""
+
+    user_ids: np.ndarray  # sorted
+    starts: np.ndarray
+    ends: np.ndarray
+    columns: dict  # {"movies": movie indices 0..n-1, "labels", "ratings"}
+
+    @classmethod
+    def group(cls, table, labels, movie_index):
+        """Rows grouped by user, each user's in table order, movies as their `movie_index`."""
+        users = table["user"].to_numpy()
+        # MovieLens files come sorted by user, which this stable sort finds in one pass
+        order = np.argsort(users, kind="stable")
+        users = users[order]
+        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, int)
+        columns = {
+            "movies": movie_index(table["movie"].to_numpy()[order]),
+            "labels": np.asarray(labels)[order].astype(np.int32),
+            "ratings": table["rating"].to_numpy()[order].astype(np.float32),
+        }
+        return cls(users[starts].astype(np.int64), starts, np.r_[starts[1:], len(users)], columns)
+
+    def slices(self):
+        return map(slice, self.starts.tolist(), self.ends.tolist())
+
+    def slices_of(self, user_ids):
+        """Each of `user_ids`' slice of rows, None for a user without any."""
+        if len(self.user_ids) == 0:
+            return [None] * len(user_ids)
+        found = np.minimum(np.searchsorted(self.user_ids, user_ids), len(self.user_ids) - 1)
+        present = self.user_ids[found] == user_ids
+        return [slice(start, end) if here else None for start, end, here in
+                zip(self.starts[found].tolist(), self.ends[found].tolist(), present.tolist())]
+
+    def columns_of(self, rows):
+        return {name: column[rows] for name, column in self.columns.items()}

@@ -102,6 +102,80 @@ def test_a_rating_outside_the_scale_names_the_file_and_its_exact_line(tmp_path, 
     assert str(error.value).startswith(f"{path}:{line}: rating 6 is outside"), str(error.value)
 
 
+FORMAT_FIXTURES = {
+    # release, file name, header, separator; the rows have half stars only where the release does
+    "u_data": (ML100K, "u.data", "", "\t"),
+    "ratings_dat": (ML1M, "ratings.dat", "", "::"),
+    "ratings_dat_half_stars": (ML10M, "ratings.dat", "", "::"),
+    "ratings_csv": (ML25M, "ratings.csv", "userId,movieId,rating,timestamp\n", ","),
+}
+
+
+def fixture_text(release, header, separator, num_rows=40, seed=0):
+    rng = np.random.default_rng(seed)
+    stars = release.allowed_ratings
+    lines = [separator.join([str(rng.integers(1, 9)), str(rng.integers(1, 3000)),
+                             f"{rng.choice(stars):g}" if rng.random() < 0.5 else f"{rng.choice(stars):.1f}",
+                             str(rng.integers(8 * 10**8, 16 * 10**8))])
+             for _ in range(num_rows)]
+    # a blank line and a Windows line end are part of real files' variety
+    lines[7] += "\r"
+    lines.insert(12, "")
+    return header + "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("fixture", FORMAT_FIXTURES)
+def test_the_fast_reader_reads_a_clean_file_as_the_line_checking_reader_does(tmp_path, fixture, monkeypatch):
+    release, name, header, separator = FORMAT_FIXTURES[fixture]
+    path = write(tmp_path / name, fixture_text(release, header, separator))
+    checked = movielens._checked_table(path, release)
+    assert len(checked) == 40
+    # a clean file never needs the slow reader
+    monkeypatch.setattr(movielens, "_checked_table", lambda *args: pytest.fail("fell back"))
+    table = movielens.read_ratings_file(path, release)
+    pd.testing.assert_frame_equal(table, checked)
+    assert table.dtypes.tolist() == [np.int32, np.int32, np.float32, np.int64]
+
+
+@pytest.mark.parametrize("fixture", FORMAT_FIXTURES)
+@pytest.mark.parametrize("bad, message", [
+    ("{user}{sep}x{sep}{rating}{sep}1", "malformed line"),
+    ("{user}{sep}7{sep}{rating}", "malformed line"),
+    ("{user}{sep}7{sep}{rating}{sep}1{sep}9", "malformed line"),
+    ("{user}{sep}7{sep}nan{sep}1", "malformed line"),
+    ("{user}{sep}7{sep}9{sep}1", "rating 9 is outside"),
+    ("{user}{sep}7{sep}4.25{sep}1", "rating 4.25 is outside"),
+    ("9999999999{sep}7{sep}{rating}{sep}1", "user id 9999999999 is beyond"),
+])
+def test_the_first_bad_line_deep_in_a_file_is_named_by_its_line(tmp_path, fixture, bad, message, monkeypatch):
+    # small chunks, so that the bad line lies in a later chunk of the line-checking reader
+    monkeypatch.setattr(movielens, "CHECK_CHUNK_ROWS", 4)
+    release, name, header, separator = FORMAT_FIXTURES[fixture]
+    lines = fixture_text(release, header, separator).splitlines()
+    bad_line = 23 + bool(header)
+    lines[bad_line - 1] = bad.format(sep=separator, user=3, rating="3")
+    # a second bad line after it must not be the one reported
+    lines[bad_line + 5] = bad.format(sep=separator, user=3, rating="3")
+    path = write(tmp_path / name, "\n".join(lines) + "\n")
+    with pytest.raises(movielens.MovieLensError) as error:
+        movielens.read_ratings_file(path, release)
+    assert str(error.value).startswith(f"{path}:{bad_line}: "), str(error.value)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_a_colon_inside_a_double_colon_ratings_dat_is_a_malformed_line(tmp_path):
+    write(tmp_path / "ratings.dat", "1::1193::5::978300760\n1:::661::3::978302109\n")
+    with pytest.raises(movielens.MovieLensError, match=r"ratings.dat:2: malformed line"):
+        movielens.load_ratings(tmp_path, ML1M)
+
+
+def test_an_empty_ratings_file_holds_no_ratings(tmp_path):
+    write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n")
+    with pytest.raises(movielens.MovieLensError, match="holds no ratings"):
+        movielens.load_ratings(tmp_path, ML25M)
+
+
 def test_missing_empty_and_wrong_directories_are_readable_errors(tmp_path):
     with pytest.raises(movielens.MovieLensError, match="is not a directory"):
         movielens.load_ratings(tmp_path / "nowhere", ML100K)
@@ -194,6 +268,49 @@ def test_only_users_with_more_than_twice_the_holdout_count_get_test_ratings(orde
     train, test = movielens.holdout_split(ratings, test_per_user, order=order, seed=0)
     assert test["user"].tolist() == [2, 2]
     assert train.groupby("user").size().to_dict() == {1: 4, 2: 3, 3: 1}
+
+
+def reference_holdout(ratings, test_per_user, key):
+    """The holdout by hand: per user, the rows with the smallest keys if the user has enough."""
+    in_test = np.zeros(len(ratings), bool)
+    for user in np.unique(ratings["user"]):
+        rows = np.flatnonzero(ratings["user"].to_numpy() == user)
+        if len(rows) > 2 * test_per_user:
+            in_test[rows[np.argsort(key[rows], kind="stable")[:test_per_user]]] = True
+    return ratings[~in_test].reset_index(drop=True), ratings[in_test].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("test_per_user", [1, 3, 5])
+def test_holdout_split_equals_a_per_user_reference(test_per_user):
+    ratings = random_ratings(num_users=25, seed=4).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    key = np.random.default_rng(7).random(len(ratings))
+    want = reference_holdout(ratings, test_per_user, key)
+    for got, expected in zip(movielens.holdout_split(ratings, test_per_user, seed=7), want):
+        pd.testing.assert_frame_equal(got, expected)
+    # time order: latest first, ties broken by the larger movie id
+    ratings["timestamp"] = ratings["timestamp"] % 7
+    latest = np.lexsort((-ratings["movie"].to_numpy(), -ratings["timestamp"].to_numpy()))
+    time_key = np.argsort(latest)
+    want = reference_holdout(ratings, test_per_user, time_key)
+    for got, expected in zip(movielens.holdout_split(ratings, test_per_user, order="time"), want):
+        pd.testing.assert_frame_equal(got, expected)
+
+
+def test_the_packed_sorts_order_rows_as_a_stable_argsort():
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 50, 10_000)  # many ties, kept in row order
+    np.testing.assert_array_equal(movielens._stable_order(values), np.argsort(values, kind="stable"))
+    # values too wide to share 63 bits with the row numbers take the plain argsort
+    wide = rng.integers(0, 2**62, 1000) | (1 << 62)
+    np.testing.assert_array_equal(movielens._stable_order(wide), np.argsort(wide, kind="stable"))
+    # among 2**20 draws the leading bits are 43: draws a few ulps apart share them and equal
+    # draws tie, in either row order
+    draws = rng.random(2**20)
+    near = 0.5 + np.arange(6) * 2.0**-53
+    draws[[5, 900, 77_000, 300_000, 1_000_000, 12]] = near[::-1]
+    draws[[40, 41, 500_000]] = 0.25
+    order = movielens._order_of_draws(draws)
+    np.testing.assert_array_equal(order, np.argsort(draws, kind="stable"))
 
 
 def test_time_order_holds_out_each_users_latest_ratings():
