@@ -222,10 +222,16 @@ class RBM(tf.Module):
         """p(v = 1 | h) of each observed value of ``ratings`` [n] (``offset`` [batch] as in
         `visible_probability`)."""
         _, slope, bias_slope = self._value_form(weight_rows, bias_rows)
-        return self._observed_probability(hidden, ratings, slope, bias_slope, offset)
+        # one dot product a value: for a large batch, fewer operations than `_observed_probability`
+        logits = tf.reduce_sum(tf.gather(hidden, ratings.rows) * tf.gather(slope, ratings.columns), -1) + \
+            tf.gather(bias_slope, ratings.columns)
+        if offset is not None:
+            logits += tf.gather(offset, ratings.rows)
+        return tf.sigmoid(logits)
 
     def _observed_probability(self, hidden, ratings, slope, bias_slope, offset):
-        # every case's log-odds of every column, a small dense product, read where observed
+        # every case's log-odds of every column, a small dense product for a training batch
+        # (as fast as one dot product a value, and fewer operations), read where observed
         logits = tf.gather_nd(tf.matmul(hidden, slope, transpose_b=True), ratings.indices) + \
             tf.gather(bias_slope, ratings.columns)
         if offset is not None:
