@@ -81,15 +81,19 @@ class MovieLensPart:
         dataset = self.builder.as_dataset(split=self.name, read_config=tfds.ReadConfig(try_autocache=False))
         return dataset.map(select, num_parallel_calls=tf.data.AUTOTUNE).cache()
 
-    def ragged_dataset(self, batch_size, shuffle_seed=None):
+    def ragged_dataset(self, batch_size, shuffle_seed=None, max_users=None):
         """Batches of users as stored: {"user_id": [batch], "input_movies", "input_labels",
         "target_movies", "target_labels": int32 ragged [batch, (ratings)]}.
 
         ``input_*`` are the ratings the model may see, ``target_*`` the ratings to predict
         (the same ratings on train). Every user is shuffled with every other with
-        ``shuffle_seed`` when it is given (in file order otherwise).
+        ``shuffle_seed`` when it is given (in file order otherwise). ``max_users`` keeps the
+        first that many users of the file order, a fixed sample (TFDS orders a split's
+        examples by a hash of their key).
         """
         dataset = self._ragged_examples
+        if max_users is not None:
+            dataset = dataset.take(max_users)
         if shuffle_seed is not None:
             dataset = dataset.shuffle(self.num_users, seed=shuffle_seed, reshuffle_each_iteration=False)
         return dataset.ragged_batch(batch_size).prefetch(tf.data.AUTOTUNE)

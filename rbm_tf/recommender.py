@@ -43,6 +43,8 @@ from rbm_tf.sparse_training import SparseCDTrainer
 
 # how many ratings at everyone's like rate a user's own like rate is shrunk with
 USER_PRIOR_STRENGTH = 5.0
+# the training metrics of each epoch come from at most this many users (all of ML-100K's)
+TRAIN_MONITOR_USERS = 20_000
 
 
 def sparse_ratings(movies, labels):
@@ -169,8 +171,9 @@ class Recommender:
             self.trainer.flush()
             self.epoch.assign(epoch + 1)
             callbacks.on_test_begin()
-            # the training targets are the inputs: accuracy and AUC there, no ranking
-            logs = self.evaluate(train, ranking=False)
+            # the training targets are the inputs: accuracy and AUC there, no ranking; from a
+            # sample of users on a large release, where they are a progress report only
+            logs = self.evaluate(train, ranking=False, max_users=TRAIN_MONITOR_USERS)
             # not finite once training has diverged, which the NaN guard then stops
             logs["weight_norm"] = float(tf.norm(self.rbm.weights))
             if validation_data is not None:
@@ -203,7 +206,7 @@ class Recommender:
         ratings = tf.convert_to_tensor(ratings, tf.float32)
         return self.like_probability(ratings).numpy()
 
-    def evaluate(self, data, ranking=True):
+    def evaluate(self, data, ranking=True, max_users=None):
         """The metrics of `pipelines.recommender_eval` on `data` (a `MovieLensPart`): its
         targets predicted from its inputs (the targets are never fed to the model).
 
@@ -215,7 +218,7 @@ class Recommender:
         key = data.train_like_rate
         if key not in self._evaluators:
             self._evaluators[key] = RaggedEvaluator(RecommenderScorer(self), self.num_movies, key)
-        return self._evaluators[key](data, ranking=ranking)
+        return self._evaluators[key](data, ranking=ranking, max_users=max_users)
 
     def recommend(self, ratings, k=10):
         """The k unrated movies a user would like most: [(movie_id, title, like_probability)].

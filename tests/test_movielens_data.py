@@ -164,3 +164,23 @@ def test_validation_ratings_are_carved_from_training_and_never_from_test(ml100k_
     assert data.name == "ml-100k-u1-val2"
     with pytest.raises(MovieLensError, match="validation_per_user must be at least 1"):
         prepare(ml100k_dir, tmp_path / "data", split="u1", validation_per_user=0)
+
+
+def test_ragged_batches_hold_each_users_ratings_as_stored_and_a_sample_is_fixed(tmp_path):
+    from tests.conftest import planted_ml100k_ratings
+    from tests.conftest import write_ml100k
+
+    raw = write_ml100k(tmp_path / "ml-100k", planted_ml100k_ratings())
+    data = prepare_movielens("ml-100k", raw, tmp_path / "data", split="u1")
+    stored = {int(e["user_id"]): e for e in data.test.sparse_dataset().as_numpy_iterator()}
+    seen = []
+    for batch in data.test.ragged_dataset(7, shuffle_seed=3):
+        for user, movies, labels in zip(batch["user_id"].numpy(), batch["target_movies"].to_list(),
+                                        batch["target_labels"].to_list()):
+            seen.append(int(user))
+            assert movies == stored[int(user)]["target_movies"].tolist()
+            assert labels == stored[int(user)]["target_labels"].tolist()
+    assert sorted(seen) == sorted(stored) and seen != sorted(seen)
+    first = [int(u) for b in data.test.ragged_dataset(5, max_users=9) for u in b["user_id"].numpy()]
+    again = [int(u) for b in data.test.ragged_dataset(4, max_users=9) for u in b["user_id"].numpy()]
+    assert len(first) == 9 and first == again
