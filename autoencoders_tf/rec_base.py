@@ -1,0 +1,88 @@
+"""What the autoencoder recommenders share: evaluation on either protocol, recommend, export.
+
+A recommender implements ``score(user_ids, stars) -> numpy [users, num_movies]`` (for a
+rating model the predicted stars, for a ranking model a score whose order matters) on dense
+star ratings with 0 where not rated (`pipelines.rating_parts`), and ``serving_module()``.
+"""
+
+import pathlib
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines import movie_table
+from pipelines.ranking_eval import evaluate_ranking
+from pipelines.rating_eval import evaluate_ratings
+from pipelines.rating_parts import MISSING
+from pipelines.rating_parts import like_labels
+from pipelines.top_unrated import top_unrated
+
+
+class RatingsRecommender:
+    """Base of `AutoRecRecommender`, `MultVAERecommender` and `EASE`.
+
+    ``predicts_ratings``: True for a model of star values (scored by RMSE and MAE), False for a
+    ranking model (scored by NDCG and recall at k).
+    """
+
+    predicts_ratings = False
+    model_name = None
+
+    def __init__(self, num_movies, movie_ids=None, movie_titles=None, like_threshold=3.0):
+        if num_movies < 1:
+            raise ValueError(f"num_movies must be at least 1, got {num_movies}")
+        self.num_movies = int(num_movies)
+        self.like_threshold = float(like_threshold)
+        self.movie_ids = list(range(self.num_movies)) if movie_ids is None else [int(m) for m in movie_ids]
+        self.movie_titles = ([f"movie {m}" for m in self.movie_ids] if movie_titles is None
+                             else list(movie_titles))
+        if not len(self.movie_ids) == len(self.movie_titles) == self.num_movies:
+            raise ValueError(f"movie_ids and movie_titles must have num_movies ({self.num_movies}) "
+                             f"entries, got {len(self.movie_ids)} and {len(self.movie_titles)}")
+
+    def labels(self, stars):
+        """Dense stars as {-1 missing, 0 dislike, 1 like}."""
+        return like_labels(np.asarray(stars, np.float32), self.like_threshold)
+
+    def score(self, user_ids, stars):
+        raise NotImplementedError
+
+    def evaluate(self, part):
+        """RMSE and MAE (a rating model) or the ranking metrics of `pipelines.ranking_eval` on
+        `part` (a MovieLensPart or RatingPart): its targets, predicted from its inputs."""
+        if self.predicts_ratings:
+            return evaluate_ratings(self.score, part)
+        return evaluate_ranking(self.score, part)
+
+    def recommend(self, stars, k=10, user_id=-1):
+        """The k unrated movies a user should see first: [(movie_id, title, score)].
+
+        `stars`: one user's [num_movies] star ratings, 0 where not rated (any user: one never
+        seen in training is scored from these alone). A rating model ranks by predicted stars.
+        """
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        stars = np.asarray(stars, np.float32)
+        if stars.shape != (self.num_movies,):
+            raise ValueError(f"ratings must have num_movies ({self.num_movies}) values, got {stars.shape}")
+        scores = self.score(np.array([user_id], np.int64), stars[np.newaxis]).astype(np.float32)
+        top = top_unrated(tf.constant(scores), tf.constant(stars[np.newaxis] == MISSING), k,
+                          tf.constant(self.movie_ids, tf.int64))
+        count = int(top["num_recommended"][0])
+        return [(self.movie_ids[index], self.movie_titles[index], float(score))
+                for index, score in zip(top["movie_indices"][0].numpy()[:count],
+                                        top["scores"][0].numpy()[:count])]
+
+    def serving_module(self, movie_table_path=None):
+        raise NotImplementedError
+
+    def export(self, path):
+        """Write the servable model (signatures serving_default and recommend, the movie table
+        as the asset movies.tsv) as a SavedModel at `path`."""
+        with tempfile.TemporaryDirectory() as directory:
+            table = pathlib.Path(directory) / movie_table.MOVIE_TABLE
+            movie_table.write_movie_table(table, self.movie_ids, self.movie_titles)
+            module = self.serving_module(table)
+            tf.saved_model.save(module, str(path), signatures=module.signatures())
+        return pathlib.Path(path)
