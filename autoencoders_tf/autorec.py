@@ -23,6 +23,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from autoencoders_tf.rec_base import EpochCounter
+from autoencoders_tf.rec_base import EpochEvaluation
 from autoencoders_tf.rec_base import RatingsRecommender
 from autoencoders_tf.rec_config import AutoRecConfig
 from autoencoders_tf.rec_serving import RatingServing
@@ -219,7 +221,7 @@ class AutoRecRecommender(RatingsRecommender):
 
         return dataset.batch(self.config.batch_size).map(batch_of)
 
-    def refresh_codes(self):
+    def refresh(self):
         """Recompute every movie's code from the training ratings and the current weights."""
         codes = [self.network.encode(values) for values, _, _ in self.item_dataset()]
         self.codes.assign(tf.concat(codes, axis=0))
@@ -242,7 +244,7 @@ class AutoRecRecommender(RatingsRecommender):
             self.item_dataset(shuffle_seed=self.config.seed), epochs=epochs,
             initial_epoch=int(self.epoch.numpy()), callbacks=before + list(callbacks),
             verbose=verbose, shuffle=False)  # the dataset shuffles itself, seeded
-        self.refresh_codes()  # of the weights kept (EarlyStopping may have restored them)
+        self.refresh()  # of the weights kept (EarlyStopping may have restored them)
         return self.history
 
     # -- prediction ------------------------------------------------------------------------------
@@ -288,32 +290,3 @@ class AutoRecRecommender(RatingsRecommender):
                              tuple(self.scale.numpy()),
                              trackables=[self.network, self.user_ids, self.codes, self.mean, self.scale],
                              movie_table_path=movie_table_path)
-
-
-class EpochEvaluation(keras.callbacks.Callback):
-    """After every epoch: the recommender's metrics on a validation part, as "val_" logs.
-
-    Runs before any callback that reads them (EarlyStopping, the run's monitor)."""
-
-    def __init__(self, recommender, validation):
-        super().__init__()
-        self.recommender = recommender
-        self.validation = validation
-
-    def on_epoch_end(self, epoch, logs=None):
-        if hasattr(self.recommender, "refresh_codes"):
-            self.recommender.refresh_codes()
-        metrics = self.recommender.evaluate(self.validation)
-        logs.update({f"val_{key}": value for key, value in metrics.items()
-                     if isinstance(value, float)})
-
-
-class EpochCounter(keras.callbacks.Callback):
-    """Keeps the number of finished epochs in a variable (which checkpoints hold)."""
-
-    def __init__(self, counter):
-        super().__init__()
-        self.counter = counter
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.counter.assign(epoch + 1)

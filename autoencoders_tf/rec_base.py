@@ -8,6 +8,7 @@ star ratings with 0 where not rated (`pipelines.rating_parts`), and ``serving_mo
 import pathlib
 import tempfile
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -48,6 +49,9 @@ class RatingsRecommender:
     def score(self, user_ids, stars):
         raise NotImplementedError
 
+    def refresh(self):
+        """Bring what prediction reads up to date with the weights (after a training epoch)."""
+
     def evaluate(self, part):
         """RMSE and MAE (a rating model) or the ranking metrics of `pipelines.ranking_eval` on
         `part` (a MovieLensPart or RatingPart): its targets, predicted from its inputs."""
@@ -86,3 +90,31 @@ class RatingsRecommender:
             module = self.serving_module(table)
             tf.saved_model.save(module, str(path), signatures=module.signatures())
         return pathlib.Path(path)
+
+
+class EpochEvaluation(keras.callbacks.Callback):
+    """After every epoch: the recommender's metrics on a validation part, as "val_" logs.
+
+    Runs before any callback that reads them (EarlyStopping, the run's monitor)."""
+
+    def __init__(self, recommender, validation):
+        super().__init__()
+        self.recommender = recommender
+        self.validation = validation
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.recommender.refresh()
+        metrics = self.recommender.evaluate(self.validation)
+        logs.update({f"val_{key}": value for key, value in metrics.items()
+                     if isinstance(value, float)})
+
+
+class EpochCounter(keras.callbacks.Callback):
+    """Keeps the number of finished epochs in a variable (which checkpoints hold)."""
+
+    def __init__(self, counter):
+        super().__init__()
+        self.counter = counter
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.counter.assign(epoch + 1)
