@@ -44,6 +44,7 @@ def top_k_hits(scores, seen, relevant, k):
 
 def ranking_metrics(scores, seen, relevant):
     """Per ranked user (those with a relevant unseen movie): {metric: [users] values}."""
+    scores = np.broadcast_to(scores, seen.shape)
     relevant = relevant & ~seen
     num_relevant = relevant.sum(axis=-1)
     ranked = num_relevant > 0
