@@ -17,15 +17,11 @@ that it costs the cube of the user's number of ratings, not of the hidden width.
     model.recommend(stars, k=10, user_id=42)   # any user: their star ratings, 0 = not rated
 """
 
-import dataclasses
-
 import keras
 import numpy as np
 import tensorflow as tf
 
-from autoencoders_tf.rec_base import EpochCounter
-from autoencoders_tf.rec_base import EpochEvaluation
-from autoencoders_tf.rec_base import RatingsRecommender
+from autoencoders_tf.rec_base import KerasRecommender
 from autoencoders_tf.rec_config import AutoRecConfig
 from autoencoders_tf.rec_serving import RatingServing
 from pipelines.rating_parts import rating_part
@@ -149,7 +145,7 @@ def densify_rows(positions, ratings, rows, width):
                          tf.stack([tf.shape(rows, tf.int64)[0], tf.cast(width, tf.int64)]))
 
 
-class AutoRecRecommender(RatingsRecommender):
+class AutoRecRecommender(KerasRecommender):
     """I-AutoRec as a recommender: fit on a training part, predict anyone's ratings, export.
 
     Args:
@@ -159,36 +155,32 @@ class AutoRecRecommender(RatingsRecommender):
 
     predicts_ratings = True
     model_name = "autorec"
+    config_class = AutoRecConfig
 
     def __init__(self, num_movies, num_users, config=None, movie_ids=None, movie_titles=None,
                  like_threshold=3.0, **settings):
-        super().__init__(num_movies, movie_ids, movie_titles, like_threshold)
-        if config is None:
-            config = AutoRecConfig(**settings)
-        elif settings:
-            config = dataclasses.replace(config, **settings)
-        self.config = config
         self.num_users = int(num_users)
-        self.network = AutoRec(self.num_users, config.hidden, config.l2, config.dropout, config.seed)
-        self.network.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-        self.network.optimizer.build(self.network.trainable_variables)
+        super().__init__(num_movies, config, movie_ids, movie_titles, like_threshold, **settings)
         # what prediction needs besides the weights: set by fit, kept in checkpoints and exports
         self.user_ids = tf.Variable(tf.zeros([self.num_users], tf.int64), trainable=False, name="user_ids")
-        self.codes = tf.Variable(tf.zeros([self.num_movies, config.hidden]), trainable=False, name="codes")
+        self.codes = tf.Variable(tf.zeros([self.num_movies, self.config.hidden]), trainable=False,
+                                 name="codes")
         self.mean = tf.Variable(0.0, trainable=False, name="mean")
         self.scale = tf.Variable([1.0, 5.0], trainable=False, name="scale")
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self._items = None
-        self.history = None
+
+    def build_network(self):
+        config = self.config
+        return AutoRec(self.num_users, config.hidden, config.l2, config.dropout, config.seed)
 
     def trackables(self):
-        return {"network": self.network, "optimizer": self.network.optimizer, "epoch": self.epoch,
-                "user_ids": self.user_ids, "codes": self.codes, "mean": self.mean,
-                "scale": self.scale}
+        return {**super().trackables(), "user_ids": self.user_ids, "codes": self.codes,
+                "mean": self.mean, "scale": self.scale}
 
     # -- training ----------------------------------------------------------------------------
 
-    def _set_training_data(self, train):
+    def training_dataset(self, train, shuffle_seed):
+        """Keeps what prediction needs of `train`; its movies' rating vectors, shuffled."""
         train = rating_part(train)
         if train.num_users != self.num_users or train.num_movies != self.num_movies:
             raise ValueError(f"the model was built for {self.num_users} users and {self.num_movies} "
@@ -197,7 +189,7 @@ class AutoRecRecommender(RatingsRecommender):
         self.mean.assign(float(train.inputs.ratings.mean()))
         self.scale.assign(train.rating_scale())
         self._items = item_vectors(train, self.num_users)
-        return train
+        return self.item_dataset(shuffle_seed)
 
     @property
     def offset(self):
@@ -223,29 +215,10 @@ class AutoRecRecommender(RatingsRecommender):
 
     def refresh(self):
         """Recompute every movie's code from the training ratings and the current weights."""
+        if self._items is None:  # restored, not trained here: the checkpoint's codes stand
+            return
         codes = [self.network.encode(values) for values, _, _ in self.item_dataset()]
         self.codes.assign(tf.concat(codes, axis=0))
-
-    def fit(self, train, validation_data=None, epochs=None, callbacks=(), verbose=0):
-        """Train on `train`'s input ratings (a MovieLensPart or RatingPart) up to `epochs`.
-
-        Given `validation_data` (a part of users, seen in training or not), every epoch adds
-        its ``val_rmse`` and ``val_mae`` to the logs, ready for keras.callbacks.EarlyStopping.
-        Returns the `keras.callbacks.History`.
-        """
-        self._set_training_data(train)
-        keras.utils.set_random_seed(self.config.seed)
-        epochs = self.config.epochs if epochs is None else int(epochs)
-        # the counter first, then the validation metrics: later callbacks read both
-        before = [EpochCounter(self.epoch)]
-        if validation_data is not None:
-            before.append(EpochEvaluation(self, validation_data))
-        self.history = self.network.fit(
-            self.item_dataset(shuffle_seed=self.config.seed), epochs=epochs,
-            initial_epoch=int(self.epoch.numpy()), callbacks=before + list(callbacks),
-            verbose=verbose, shuffle=False)  # the dataset shuffles itself, seeded
-        self.refresh()  # of the weights kept (EarlyStopping may have restored them)
-        return self.history
 
     # -- prediction ------------------------------------------------------------------------------
 

@@ -18,16 +18,12 @@ scored from their ratings alone (the fold-in).
     model.evaluate(data.test)                                 # ndcg_at_10, recall_at_20, ...
 """
 
-import dataclasses
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from autoencoders_tf.ease import interaction_matrix
-from autoencoders_tf.rec_base import EpochCounter
-from autoencoders_tf.rec_base import EpochEvaluation
-from autoencoders_tf.rec_base import RatingsRecommender
+from autoencoders_tf.rec_base import KerasRecommender
 from autoencoders_tf.rec_config import MultVAEConfig
 from autoencoders_tf.rec_serving import RankingServing
 from autoencoders_tf.vae import gaussian_kl
@@ -134,7 +130,7 @@ class MultVAE(keras.Model):
                 "anneal_steps": self.anneal_steps, "seed": self.seed, "name": self.name}
 
 
-class MultVAERecommender(RatingsRecommender):
+class MultVAERecommender(KerasRecommender):
     """Mult-VAE as a recommender: fit on a training part, score anyone, export.
 
     Args:
@@ -142,31 +138,19 @@ class MultVAERecommender(RatingsRecommender):
     """
 
     model_name = "mult-vae"
+    config_class = MultVAEConfig
 
-    def __init__(self, num_movies, config=None, movie_ids=None, movie_titles=None,
-                 like_threshold=3.0, **settings):
-        super().__init__(num_movies, movie_ids, movie_titles, like_threshold)
-        if config is None:
-            config = MultVAEConfig(**settings)
-        elif settings:
-            config = dataclasses.replace(config, **settings)
-        self.config = config
-        self.network = MultVAE(self.num_movies, config.hidden, config.latent_dim, config.dropout,
-                               config.anneal_cap, config.anneal_steps, config.seed)
-        self.network.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-        self.network.optimizer.build(self.network.trainable_variables)
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        self.history = None
-
-    def trackables(self):
-        return {"network": self.network, "optimizer": self.network.optimizer, "epoch": self.epoch}
+    def build_network(self):
+        config = self.config
+        return MultVAE(self.num_movies, config.hidden, config.latent_dim, config.dropout,
+                       config.anneal_cap, config.anneal_steps, config.seed)
 
     def interactions(self, stars):
         """Dense stars -> the binary vectors the network reads (numpy)."""
         return interaction_matrix(stars, self.config.interactions, self.like_threshold)
 
-    def user_dataset(self, train, shuffle_seed=None):
-        """Batches of training users' binary vectors [batch, num_movies]."""
+    def training_dataset(self, train, shuffle_seed=None):
+        """Batches of training users' binary vectors [batch, num_movies], shuffled."""
         train = rating_part(train)
         stars = train.inputs.ratings
         chosen = stars != 0.0 if self.config.interactions == "rated" else stars >= self.like_threshold
@@ -185,24 +169,6 @@ class MultVAERecommender(RatingsRecommender):
                                  tf.stack([tf.shape(users, tf.int64)[0], tf.cast(self.num_movies, tf.int64)]))
 
         return dataset.batch(self.config.batch_size).map(batch_of)
-
-    def fit(self, train, validation_data=None, epochs=None, callbacks=(), verbose=0):
-        """Train on `train`'s users (a MovieLensPart or RatingPart) up to `epochs`.
-
-        Given `validation_data` (a part of users, seen in training or not), every epoch adds its
-        ranking metrics (``val_ndcg_at_10``, ...) to the logs, ready for EarlyStopping.
-        Returns the `keras.callbacks.History`.
-        """
-        keras.utils.set_random_seed(self.config.seed)
-        epochs = self.config.epochs if epochs is None else int(epochs)
-        before = [EpochCounter(self.epoch)]
-        if validation_data is not None:
-            before.append(EpochEvaluation(self, validation_data))
-        self.history = self.network.fit(
-            self.user_dataset(train, shuffle_seed=self.config.seed), epochs=epochs,
-            initial_epoch=int(self.epoch.numpy()), callbacks=before + list(callbacks),
-            verbose=verbose, shuffle=False)
-        return self.history
 
     def score(self, user_ids, stars):
         return self.network(tf.constant(self.interactions(stars))).numpy()

@@ -5,6 +5,7 @@ rating model the predicted stars, for a ranking model a score whose order matter
 star ratings with 0 where not rated (`pipelines.rating_parts`), and ``serving_module()``.
 """
 
+import dataclasses
 import pathlib
 import tempfile
 
@@ -90,6 +91,62 @@ class RatingsRecommender:
             module = self.serving_module(table)
             tf.saved_model.save(module, str(path), signatures=module.signatures())
         return pathlib.Path(path)
+
+
+class KerasRecommender(RatingsRecommender):
+    """A recommender around a Keras network: settings, Adam, the epoch count, and `fit`.
+
+    A subclass sets `config_class`, builds its network in `build_network()` and gives its
+    training batches in `training_dataset(train, shuffle_seed)`.
+    """
+
+    config_class = None
+
+    def __init__(self, num_movies, config=None, movie_ids=None, movie_titles=None,
+                 like_threshold=3.0, **settings):
+        super().__init__(num_movies, movie_ids, movie_titles, like_threshold)
+        if config is None:
+            config = self.config_class(**settings)
+        elif settings:
+            config = dataclasses.replace(config, **settings)
+        self.config = config
+        self.network = self.build_network()
+        self.network.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+        self.network.optimizer.build(self.network.trainable_variables)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.history = None
+
+    def build_network(self):
+        raise NotImplementedError
+
+    def training_dataset(self, train, shuffle_seed):
+        raise NotImplementedError
+
+    def trackables(self):
+        """What a checkpoint of this model holds."""
+        return {"network": self.network, "optimizer": self.network.optimizer, "epoch": self.epoch}
+
+    def fit(self, train, validation_data=None, epochs=None, callbacks=(), verbose=0):
+        """Train on `train` (a MovieLensPart or RatingPart) up to `epochs` (default: the
+        config's), from the epoch the model is at.
+
+        Given `validation_data` (a part of users, seen in training or not), every epoch adds its
+        metrics as "val_" logs (``val_rmse``, or ``val_ndcg_at_10``, ...), ready for
+        keras.callbacks.EarlyStopping. Returns the `keras.callbacks.History`.
+        """
+        dataset = self.training_dataset(train, shuffle_seed=self.config.seed)
+        keras.utils.set_random_seed(self.config.seed)
+        epochs = self.config.epochs if epochs is None else int(epochs)
+        # the counter first, then the validation metrics: later callbacks read both
+        before = [EpochCounter(self.epoch)]
+        if validation_data is not None:
+            before.append(EpochEvaluation(self, validation_data))
+        self.history = self.network.fit(
+            dataset, epochs=epochs, initial_epoch=int(self.epoch.numpy()),
+            callbacks=before + list(callbacks), verbose=verbose,
+            shuffle=False)  # the dataset shuffles itself, seeded
+        self.refresh()  # for the weights kept (EarlyStopping may have restored earlier ones)
+        return self.history
 
 
 class EpochEvaluation(keras.callbacks.Callback):
