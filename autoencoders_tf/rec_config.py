@@ -49,7 +49,7 @@ class AutoRecConfig(StoredSettings):
     epochs: int = 200
     patience: int = 10
     seed: int = 0
-    fold_in_l2: float = 1.0
+    fold_in_l2: float = 30.0
 
     model = "autorec"
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from autoencoders_tf.autorec import FOLD_IN_BIAS
 from autoencoders_tf.autorec import AutoRec
 from autoencoders_tf.autorec import AutoRecRecommender
 from autoencoders_tf.ease import EASE
@@ -97,8 +98,8 @@ def test_autorec_predicts_training_users_from_their_column_and_folds_in_anyone_e
     predicted = model.predict_stars(np.array([20, 99]), stars).numpy()
     kernel, bias = model.network.decoder.kernel.numpy(), model.network.decoder.bias.numpy()
     np.testing.assert_allclose(predicted[0], np.clip(codes @ kernel[:, 1] + bias[1], 0.5, 5), rtol=1e-5)
-    # user 99 is new: ridge regression of their centred ratings on [code, 1] of the rated movies
-    features = np.concatenate([codes, np.ones([6, 1], np.float32)], axis=1).astype(np.float64)
+    # user 99 is new: ridge regression of their centred ratings on [code, bias] of the rated movies
+    features = np.concatenate([codes, np.full([6, 1], FOLD_IN_BIAS)], axis=1).astype(np.float64)
     rated = stars[1] > 0
     weights = np.linalg.solve(features[rated].T @ features[rated] + 0.5 * np.eye(4),
                               features[rated].T @ (stars[1, rated] - 3.0))
