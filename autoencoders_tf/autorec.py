@@ -8,8 +8,8 @@ weights. User u's predicted rating of movie i is entry u of movie i's reconstruc
 ``codes[i] . V[:, u] + c[u]``, where codes are the hidden units of every movie.
 
 A user never seen in training has no decoder column: `AutoRecRecommender` fits one to their
-ratings by ridge regression on the movies' codes (the "fold-in"), written in its dual form so
-that it costs the cube of the user's number of ratings, not of the hidden width.
+ratings by ridge regression on the movies' codes (the "fold-in"), in its dual form: one
+linear system per user, as large as the user's number of ratings.
 
     model = AutoRecRecommender(data.num_movies, data.train.num_users)
     model.fit(data.train, validation_data=data.validation)
@@ -55,7 +55,8 @@ class AutoRec(keras.Model):
     ``loss`` is the mean squared error over a batch's observed ratings plus
     (l2 / 2) (|W|^2 + |V|^2) of the encoder and decoder weights; ``rmse`` is over the observed
     ratings of every batch of the epoch. A batch is ``inputs`` (the same vectors are the
-    targets) or ``(inputs, targets)``; a target of 0 is not observed.
+    targets), ``(inputs, targets)`` (a target of 0 is not observed) or
+    ``(inputs, targets, observed)``.
     """
 
     def __init__(self, num_users, hidden=500, l2=1e-3, dropout=0.0, seed=0, **kwargs):
@@ -247,7 +248,8 @@ class AutoRecRecommender(KerasRecommender):
         """Each user's ratings predicted from `stars` alone: ridge regression of the user's
         ratings less the mean training rating on [code, FOLD_IN_BIAS] of the rated movies,
         penalty `fold_in_l2` (the bias feature's large value leaves the user's own bias
-        nearly unpenalised). Solved in dual form: the cost is the cube of the user's ratings."""
+        nearly unpenalised). Solved in dual form, a system as large as the user's ratings; a
+        user with none gets the mean."""
         features = tf.concat([self.codes, tf.fill([self.num_movies, 1], FOLD_IN_BIAS)], axis=1)
         kernel = tf.matmul(features, features, transpose_b=True)
         alpha = self.config.fold_in_l2

@@ -134,8 +134,9 @@ class KerasRecommender(RatingsRecommender):
         metrics as "val_" logs (``val_rmse``, or ``val_ndcg_at_10``, ...), ready for
         keras.callbacks.EarlyStopping. Returns the `keras.callbacks.History`.
         """
-        dataset = self.training_dataset(train, shuffle_seed=self.config.seed)
+        # first: tf.data's shuffles draw from the global seed as well as their own
         keras.utils.set_random_seed(self.config.seed)
+        dataset = self.training_dataset(train, shuffle_seed=self.config.seed)
         epochs = self.config.epochs if epochs is None else int(epochs)
         # the counter first, then the validation metrics: later callbacks read both
         before = [EpochCounter(self.epoch)]
