@@ -208,3 +208,34 @@ def test_a_served_model_refuses_ratings_it_cannot_read(data, tmp_path):
     served = tf.saved_model.load(str(model.export(tmp_path / "ease"))).signatures["serving_default"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="ratings must be -1"):
         served(ratings=tf.fill([1, data.num_movies], 4.0))
+
+
+def test_the_readme_workflow_on_both_protocols(data):
+    from autoencoders_tf import EASEConfig
+    from autoencoders_tf import fit_rec_model
+    from pipelines import RatingBaselines
+    from pipelines import hold_out_users
+
+    autorec = AutoRecRecommender(data.num_movies, data.train.num_users, hidden=8, epochs=2)
+    autorec.fit(data.train, validation_data=data.validation)
+    assert set(autorec.history.history) >= {"loss", "rmse", "val_rmse", "val_mae"}
+    assert autorec.evaluate(data.test)["num_ratings"] == rating_part(data.test).targets.num_entries
+    assert set(RatingBaselines(data.train, data.validation).evaluate(data.test)) == {
+        "global_mean", "user_item_biases"}
+    ease, notes = fit_rec_model(EASEConfig(), data.train, data.validation)
+    assert notes["l2"] == ease.l2 and len(notes["selection"]) == 2 * len(EASEConfig.L2_CHOICES)
+    stars = np.zeros(data.num_movies, np.float32)
+    stars[:3] = [5, 4, 1]
+    assert not {movie_id for movie_id, _, _ in ease.recommend(stars, k=5)} & set(ease.movie_ids[:3])
+    users = hold_out_users(data)
+    vae = MultVAERecommender(data.num_movies, hidden=8, latent_dim=4, epochs=2, batch_size=20)
+    vae.fit(users.train, validation_data=users.validation)
+    assert vae.evaluate(users.test)["num_ranked_users"] > 0
+
+
+def test_the_networks_rebuild_from_their_config():
+    for network in (AutoRec(num_users=7, hidden=3, l2=0.1, dropout=0.2, seed=4),
+                    MultVAE(num_movies=9, hidden=5, latent_dim=2, anneal_steps=10)):
+        clone = type(network).from_config(network.get_config())
+        assert clone.get_config() == network.get_config()
+        assert [w.shape for w in clone.weights] == [w.shape for w in network.weights]
