@@ -38,6 +38,21 @@ _EXPORTS = {
     "export_autoencoder": "autoencoders_tf.serving",
     # figures
     "latent_scatter": "autoencoders_tf.pictures",
+    # recommenders on MovieLens
+    "AutoRec": "autoencoders_tf.autorec",
+    "AutoRecRecommender": "autoencoders_tf.autorec",
+    "MultVAE": "autoencoders_tf.mult_vae",
+    "MultVAERecommender": "autoencoders_tf.mult_vae",
+    "EASE": "autoencoders_tf.ease",
+    "choose_ease": "autoencoders_tf.ease",
+    "AutoRecConfig": "autoencoders_tf.rec_config",
+    "MultVAEConfig": "autoencoders_tf.rec_config",
+    "EASEConfig": "autoencoders_tf.rec_config",
+    "train_rec_model": "autoencoders_tf.recommender_training",
+    "fit_rec_model": "autoencoders_tf.recommender_training",
+    "RecBaselines": "autoencoders_tf.recommender_training",
+    "load_rec_run": "autoencoders_tf.recommender_training",
+    "export_rec_run": "autoencoders_tf.recommender_training",
 }
 
 __all__, __getattr__, __dir__ = lazy_api(__name__, _EXPORTS)

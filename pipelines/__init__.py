@@ -21,6 +21,13 @@ _EXPORTS = {
     "Baselines": "pipelines.recommender_eval",
     "Evaluator": "pipelines.recommender_eval",
     "RatingMetrics": "pipelines.recommender_eval",
+    "RatingPart": "pipelines.rating_parts",
+    "rating_part": "pipelines.rating_parts",
+    "hold_out_users": "pipelines.rating_parts",
+    "RatingBaselines": "pipelines.rating_eval",
+    "evaluate_ratings": "pipelines.rating_eval",
+    "RankingMetrics": "pipelines.ranking_eval",
+    "evaluate_ranking": "pipelines.ranking_eval",
     # MNIST and Fashion-MNIST
     "prepare_images": "pipelines.image_data",
     "ImageData": "pipelines.image_data",

@@ -80,3 +80,14 @@ def describe_signatures(signature_defs):
     return {name: {"inputs": describe(signature.inputs), "outputs": describe(signature.outputs)}
             for name, signature in sorted(signature_defs.items())
             if not name.startswith("__")}
+
+
+def check_star_ratings(ratings, num_movies, lowest, highest):
+    """Fail with a clear message unless ratings are [batch, num_movies] of 0 (not rated) or
+    star values in [lowest, highest]."""
+    ratings = tf.ensure_shape(ratings, [None, num_movies])
+    valid = tf.equal(ratings, 0.0) | ((ratings >= lowest) & (ratings <= highest))
+    tf.debugging.assert_equal(
+        tf.reduce_all(valid), True,
+        message=f"ratings must be 0 (not rated) or stars in [{lowest:g}, {highest:g}]")
+    return ratings

@@ -13,7 +13,8 @@
       version), or an export base or run directory (the latest version of every model).
 
 The run's "model" (run_config.json) says which family's library exports it: rbm (the
-recommender), dbn, or the autoencoders dense, conv, denoising and vae.
+recommender), dbn, the autoencoders dense, conv, denoising and vae, or the autoencoder
+recommenders autorec, mult-vae and ease.
 """
 
 import argparse
@@ -30,6 +31,8 @@ EXPORTERS = {
     "dbn": ("rbm_tf.dbn_training", "export_dbn_run"),
     **{model: ("autoencoders_tf.training", "export_autoencoder_run")
        for model in ("dense", "conv", "denoising", "vae")},
+    **{model: ("autoencoders_tf.recommender_training", "export_rec_run")
+       for model in ("autorec", "mult-vae", "ease")},
 }
 
 

@@ -1,0 +1,241 @@
+"""EASE, I-AutoRec and Mult-VAE through their library API: the numbers that matter against
+numpy on tiny cases, and exports that a fresh process serves with the same outputs."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from autoencoders_tf.autorec import FOLD_IN_BIAS
+from autoencoders_tf.autorec import AutoRec
+from autoencoders_tf.autorec import AutoRecRecommender
+from autoencoders_tf.ease import EASE
+from autoencoders_tf.ease import ease_weights
+from autoencoders_tf.ease import gram_matrix
+from autoencoders_tf.mult_vae import MultVAE
+from autoencoders_tf.mult_vae import MultVAERecommender
+from pipelines.movielens_data import prepare_movielens
+from pipelines.rating_parts import RatingPart
+from pipelines.rating_parts import SparseRows
+from pipelines.rating_parts import rating_part
+from tests.conftest import planted_ml100k_ratings
+from tests.conftest import write_ml100k
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recommenders")
+    raw = write_ml100k(root / "raw" / "ml-100k", planted_ml100k_ratings())
+    return prepare_movielens("ml-100k", raw, root / "data", split="u1")
+
+
+def part_of(stars):
+    """A RatingPart whose inputs (and targets) are the dense star matrix `stars`."""
+    rows = SparseRows.from_lists([np.flatnonzero(row) for row in stars],
+                                 [row[row > 0] for row in stars])
+    return RatingPart("train", stars.shape[1], 3.0, np.arange(len(stars)), rows, rows)
+
+
+def test_ease_is_one_ridge_regression_per_movie_on_the_others():
+    rng = np.random.default_rng(0)
+    stars = (rng.random([12, 5]) < 0.5) * rng.integers(1, 6, [12, 5])
+    x = (stars > 0).astype(np.float64)
+    gram = gram_matrix(part_of(stars.astype(np.float32)), "rated")
+    np.testing.assert_allclose(gram, x.T @ x)
+    weights = ease_weights(gram, l2=2.0)
+    assert np.all(np.diag(weights) == 0)
+    for movie in range(5):
+        others = [m for m in range(5) if m != movie]
+        ridge = np.linalg.solve(x[:, others].T @ x[:, others] + 2.0 * np.eye(4), x[:, others].T @ x[:, movie])
+        np.testing.assert_allclose(weights[others, movie], ridge, atol=1e-10)
+    # "liked" counts only ratings >= 3; a user is scored as x B
+    liked = (stars >= 3).astype(np.float64)
+    np.testing.assert_allclose(gram_matrix(part_of(stars.astype(np.float32)), "liked"), liked.T @ liked)
+    model = EASE(5, l2=2.0).fit(part_of(stars.astype(np.float32)))
+    np.testing.assert_allclose(model.score(None, stars[:3]), x[:3] @ weights, rtol=1e-5, atol=1e-6)
+
+
+def test_autorec_loss_ignores_unobserved_entries_and_matches_numpy():
+    network = AutoRec(num_users=5, hidden=3, l2=0.1, seed=1)
+    rng = np.random.default_rng(0)
+    inputs = tf.constant(rng.integers(0, 6, [4, 5]), tf.float32)
+    observed = tf.constant(rng.random([4, 5]) < 0.5)
+    targets = np.where(observed, rng.integers(1, 6, [4, 5]), 0).astype(np.float32)
+    changed = np.where(observed, targets, 7.0).astype(np.float32)  # missing entries' stored values
+
+    def loss_and_gradients(stored):
+        with tf.GradientTape() as tape:
+            loss = network.compute_losses(inputs, tf.constant(stored), observed)["loss"]
+        return loss.numpy(), [g.numpy() for g in tape.gradient(loss, network.trainable_weights)]
+
+    loss, gradients = loss_and_gradients(targets)
+    loss_changed, gradients_changed = loss_and_gradients(changed)
+    assert loss == loss_changed
+    for a, b in zip(gradients, gradients_changed):
+        np.testing.assert_array_equal(a, b)
+    w1, b1 = network.encoder.kernel.numpy(), network.encoder.bias.numpy()
+    w2, b2 = network.decoder.kernel.numpy(), network.decoder.bias.numpy()
+    output = 1 / (1 + np.exp(-(inputs.numpy() @ w1 + b1))) @ w2 + b2
+    mask = observed.numpy()
+    expected = np.mean((output - targets)[mask] ** 2) + 0.05 * (np.sum(w1 ** 2) + np.sum(w2 ** 2))
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_autorec_predicts_training_users_from_their_column_and_folds_in_anyone_else():
+    model = AutoRecRecommender(6, 2, hidden=3, fold_in_l2=0.5)
+    rng = np.random.default_rng(0)
+    codes = rng.random([6, 3]).astype(np.float32)
+    model.codes.assign(codes)
+    model.user_ids.assign([10, 20])
+    model.mean.assign(3.0)
+    model.scale.assign([0.5, 5.0])
+    stars = np.array([[4, 0, 2, 0, 5, 0], [1, 3, 0, 0, 0, 0]], np.float32)
+    predicted = model.predict_stars(np.array([20, 99]), stars).numpy()
+    kernel, bias = model.network.decoder.kernel.numpy(), model.network.decoder.bias.numpy()
+    np.testing.assert_allclose(predicted[0], np.clip(codes @ kernel[:, 1] + bias[1], 0.5, 5), rtol=1e-5)
+    # user 99 is new: ridge regression of their centred ratings on [code, bias] of the rated movies
+    features = np.concatenate([codes, np.full([6, 1], FOLD_IN_BIAS)], axis=1).astype(np.float64)
+    rated = stars[1] > 0
+    weights = np.linalg.solve(features[rated].T @ features[rated] + 0.5 * np.eye(4),
+                              features[rated].T @ (stars[1, rated] - 3.0))
+    np.testing.assert_allclose(predicted[1], np.clip(3.0 + features @ weights, 0.5, 5), rtol=1e-4)
+
+
+def test_mult_vae_loss_is_multinomial_likelihood_plus_beta_kl_in_numpy():
+    network = MultVAE(num_movies=6, hidden=4, latent_dim=3, dropout=0.5, seed=2)
+    x = np.array([[1, 0, 1, 0, 0, 1], [0, 1, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0]], np.float32)
+    epsilon = np.random.default_rng(0).normal(size=[3, 3]).astype(np.float32)
+    losses = network.compute_losses(tf.constant(x), 0.13, epsilon=tf.constant(epsilon))
+    weights = [layer.get_weights() for layer in (network.encoder_hidden, network.posterior,
+                                                 network.decoder_hidden, network.logits)]
+    normalised = x / np.linalg.norm(x, axis=1, keepdims=True)
+    hidden = np.tanh(normalised @ weights[0][0] + weights[0][1])
+    posterior = hidden @ weights[1][0] + weights[1][1]
+    z_mean, z_log_var = posterior[:, :3], posterior[:, 3:]
+    z = z_mean + np.exp(0.5 * z_log_var) * epsilon
+    logits = np.tanh(z @ weights[2][0] + weights[2][1]) @ weights[3][0] + weights[3][1]
+    log_softmax = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
+    neg_log_likelihood = -np.mean(np.sum(x * log_softmax, axis=1))
+    kl = np.mean(0.5 * np.sum(-z_log_var + np.exp(z_log_var) + z_mean ** 2 - 1, axis=1))
+    assert losses["neg_log_likelihood"].numpy() == pytest.approx(neg_log_likelihood, rel=1e-5)
+    assert losses["kl"].numpy() == pytest.approx(kl, rel=1e-5)
+    assert losses["loss"].numpy() == pytest.approx(neg_log_likelihood + 0.13 * kl, rel=1e-5)
+
+
+def test_mult_vae_kl_weight_rises_linearly_to_its_cap_over_updates():
+    import keras
+
+    network = MultVAE(num_movies=6, hidden=4, latent_dim=2, anneal_cap=0.2, anneal_steps=4)
+    network.compile(optimizer=keras.optimizers.SGD(0.01))
+    network.optimizer.build(network.trainable_variables)
+    x = tf.constant([[1, 0, 1, 0, 0, 1]], tf.float32)
+    used = []
+    for _ in range(6):
+        used.append(float(network.beta()))  # the weight this update's loss gets
+        network.train_step(x)
+    np.testing.assert_allclose(used, [0.0, 0.05, 0.1, 0.15, 0.2, 0.2], atol=1e-7)
+    assert float(network.update_count) == 6
+
+
+SERVE = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    inputs = np.load(sys.argv[2])
+    outputs = {}
+    for name, path in json.loads(sys.argv[1]).items():
+        signatures = tf.saved_model.load(path).signatures
+        if name == "autorec":
+            served = signatures["serving_default"](user_ids=tf.constant(inputs["user_ids"]),
+                                                  ratings=tf.constant(inputs["stars"]))
+            top = signatures["recommend"](user_ids=tf.constant(inputs["user_ids"]),
+                                          ratings=tf.constant(inputs["stars"]), k=tf.constant(40))
+            outputs[name] = served["predicted_rating"].numpy().tolist()
+        else:
+            served = signatures["serving_default"](ratings=tf.constant(inputs["labels"]))
+            top = signatures["recommend"](ratings=tf.constant(inputs["labels"]), k=tf.constant(40))
+            outputs[name] = served["scores"].numpy().tolist()
+        outputs[name + "_top"] = top["movie_indices"].numpy().tolist()
+        outputs[name + "_count"] = top["num_recommended"].numpy().tolist()
+    print(json.dumps(outputs))
+""")
+
+
+def test_exports_give_the_same_outputs_in_a_fresh_process(data, tmp_path):
+    train = rating_part(data.train)
+    models = {
+        "ease": EASE(data.num_movies, l2=10.0, movie_ids=data.movie_ids).fit(data.train),
+        "mult-vae": MultVAERecommender(data.num_movies, hidden=8, latent_dim=4, epochs=2,
+                                       batch_size=20, movie_ids=data.movie_ids),
+        "autorec": AutoRecRecommender(data.num_movies, train.num_users, hidden=6, epochs=2,
+                                      batch_size=10, movie_ids=data.movie_ids),
+    }
+    models["mult-vae"].fit(data.train)
+    models["autorec"].fit(data.train)
+    test = rating_part(data.test)
+    stars = test.inputs.dense(range(4), data.num_movies)
+    stars[3] = 0.0
+    stars[3, :3] = [5, 1, 4]  # a user never seen in training
+    user_ids = np.append(test.user_ids[:3], 10_000)
+    labels = models["ease"].labels(stars)
+    paths = {name: str(model.export(tmp_path / name / "1")) for name, model in models.items()}
+    np.savez(tmp_path / "inputs.npz", stars=stars, labels=labels, user_ids=user_ids)
+    served = subprocess.run(
+        [sys.executable, "-c", SERVE, json.dumps(paths), str(tmp_path / "inputs.npz")],
+        capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd(), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    outputs = json.loads(served.stdout.splitlines()[-1])
+    for name, model in models.items():
+        np.testing.assert_allclose(outputs[name], model.score(user_ids, stars), rtol=1e-5, atol=1e-5)
+        # every unrated movie is recommended, no rated one; then padding
+        unrated = (stars == 0).sum(axis=1)
+        assert outputs[name + "_count"] == unrated.tolist()
+        for row, top in enumerate(outputs[name + "_top"]):
+            assert all(stars[row, index] == 0 for index in top[:unrated[row]])
+            assert set(top[unrated[row]:]) <= {-1}
+        expected = [model.movie_ids.index(movie_id) for movie_id, _, _ in
+                    model.recommend(stars[0], k=3, user_id=int(user_ids[0]))]
+        assert outputs[name + "_top"][0][:3] == expected
+
+
+def test_a_served_model_refuses_ratings_it_cannot_read(data, tmp_path):
+    model = EASE(data.num_movies, l2=10.0).fit(data.train)
+    served = tf.saved_model.load(str(model.export(tmp_path / "ease"))).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="ratings must be -1"):
+        served(ratings=tf.fill([1, data.num_movies], 4.0))
+
+
+def test_the_readme_workflow_on_both_protocols(data):
+    from autoencoders_tf import EASEConfig
+    from autoencoders_tf import fit_rec_model
+    from pipelines import RatingBaselines
+    from pipelines import hold_out_users
+
+    autorec = AutoRecRecommender(data.num_movies, data.train.num_users, hidden=8, epochs=2)
+    autorec.fit(data.train, validation_data=data.validation)
+    assert set(autorec.history.history) >= {"loss", "rmse", "val_rmse", "val_mae"}
+    assert autorec.evaluate(data.test)["num_ratings"] == rating_part(data.test).targets.num_entries
+    assert set(RatingBaselines(data.train, data.validation).evaluate(data.test)) == {
+        "global_mean", "user_item_biases"}
+    ease, notes = fit_rec_model(EASEConfig(), data.train, data.validation)
+    assert notes["l2"] == ease.l2 and len(notes["selection"]) == 2 * len(EASEConfig.L2_CHOICES)
+    stars = np.zeros(data.num_movies, np.float32)
+    stars[:3] = [5, 4, 1]
+    assert not {movie_id for movie_id, _, _ in ease.recommend(stars, k=5)} & set(ease.movie_ids[:3])
+    users = hold_out_users(data)
+    vae = MultVAERecommender(data.num_movies, hidden=8, latent_dim=4, epochs=2, batch_size=20)
+    vae.fit(users.train, validation_data=users.validation)
+    assert vae.evaluate(users.test)["num_ranked_users"] > 0
+
+
+def test_the_networks_rebuild_from_their_config():
+    for network in (AutoRec(num_users=7, hidden=3, l2=0.1, dropout=0.2, seed=4),
+                    MultVAE(num_movies=9, hidden=5, latent_dim=2, anneal_steps=10)):
+        clone = type(network).from_config(network.get_config())
+        assert clone.get_config() == network.get_config()
+        assert [w.shape for w in clone.weights] == [w.shape for w in network.weights]
