@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from autoencoders_tf.rec_base import KerasRecommender
 from autoencoders_tf.rec_config import AutoRecConfig
-from autoencoders_tf.rec_serving import RatingServing
+from pipelines.rec_serving import RatingServing
 from pipelines.rating_parts import rating_part
 
 # the fold-in's bias feature: its penalty is fold_in_l2 / FOLD_IN_BIAS^2. Both were chosen on

@@ -17,7 +17,7 @@ import tensorflow as tf
 from autoencoders_tf.rec_base import RatingsRecommender
 from autoencoders_tf.rec_config import INTERACTIONS
 from autoencoders_tf.rec_config import EASEConfig
-from autoencoders_tf.rec_serving import RankingServing
+from pipelines.rec_serving import RankingServing
 from pipelines.ranking_eval import evaluate_ranking
 from pipelines.rating_parts import MISSING
 from pipelines.rating_parts import rating_part

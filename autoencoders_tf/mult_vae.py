@@ -25,7 +25,7 @@ import tensorflow as tf
 from autoencoders_tf.ease import interaction_matrix
 from autoencoders_tf.rec_base import KerasRecommender
 from autoencoders_tf.rec_config import MultVAEConfig
-from autoencoders_tf.rec_serving import RankingServing
+from pipelines.rec_serving import RankingServing
 from autoencoders_tf.vae import gaussian_kl
 from pipelines.rating_parts import rating_part
 

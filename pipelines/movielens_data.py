@@ -19,6 +19,7 @@ import functools
 import pathlib
 import shutil
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
@@ -28,7 +29,8 @@ from pipelines.downloads import manual_download_config
 from pipelines.errors import MovieLensError
 
 MISSING = -1.0
-RAGGED_FEATURES = ("user_id", "input_movies", "input_labels", "target_movies", "target_labels")
+RAGGED_FEATURES = ("user_id", "input_movies", "input_labels", "input_ratings", "target_movies",
+                   "target_labels", "target_ratings")
 
 
 def densify(movies, values, num_movies):
@@ -83,7 +85,8 @@ class MovieLensPart:
 
     def ragged_dataset(self, batch_size, shuffle_seed=None, max_users=None):
         """Batches of users as stored: {"user_id": [batch], "input_movies", "input_labels",
-        "target_movies", "target_labels": int32 ragged [batch, (ratings)]}.
+        "target_movies", "target_labels": int32, "input_ratings", "target_ratings": float32
+        stars; ragged [batch, (ratings)]}.
 
         ``input_*`` are the ratings the model may see, ``target_*`` the ratings to predict
         (the same ratings on train). Every user is shuffled with every other with
@@ -241,3 +244,68 @@ def prepare_movielens(release, raw_dir, data_dir, split=None, test_per_user=10, 
     builder.download_and_prepare(
         download_config=manual_download_config(release_dir))
     return MovieLensData(builder, data_dir)
+
+
+class ItemPart:
+    """A part of a split seen from the movies' side: one example per movie, its ratings by
+    users as the inputs and its held-out ratings as the targets, in `MovieLensPart`'s ragged
+    batches (``user_id`` is then the movie index, ``*_movies`` hold user indices). Item-based
+    models (one case per movie) train and are measured on these.
+
+    ``inputs``: the parts whose targets are every movie's visible ratings (the training part
+    for training and validation; training and validation for test); ``target``: the part
+    whose targets are predicted (None: the inputs themselves, as for training). Users are
+    indexed by their position in ``user_ids``, every user with a training rating.
+    """
+
+    def __init__(self, inputs, target=None, like_rate=None):
+        users, movies, stars, labels = _triplets(inputs)
+        self.user_ids = np.unique(users)
+        self.num_movies = inputs[0].num_movies
+        self.train_like_rate = inputs[0].train_like_rate
+        self.name = "item-" + (target.name if target is not None else inputs[0].name)
+        self.num_users = self.num_movies  # the cases: one per movie
+        input_rows = self._by_movie(np.searchsorted(self.user_ids, users), movies, stars, labels)
+        if target is None:
+            target_rows = input_rows
+        else:
+            users, movies, stars, labels = _triplets([target])
+            known = np.isin(users, self.user_ids)
+            target_rows = self._by_movie(np.searchsorted(self.user_ids, users[known]), movies[known],
+                                         stars[known], labels[known])
+        self.tensors = {"user_id": tf.range(self.num_movies, dtype=tf.int64)}
+        for side, (indices, stars, labels) in (("input", input_rows), ("target", target_rows)):
+            self.tensors[f"{side}_movies"] = indices
+            self.tensors[f"{side}_ratings"] = stars
+            self.tensors[f"{side}_labels"] = labels
+
+    def _by_movie(self, user_index, movies, stars, labels):
+        order = np.lexsort((user_index, movies))
+        splits = np.concatenate([[0], np.cumsum(np.bincount(movies, minlength=self.num_movies))])
+        ragged = lambda values: tf.RaggedTensor.from_row_splits(values[order], splits.astype(np.int64))
+        return ragged(user_index.astype(np.int32)), ragged(stars.astype(np.float32)), \
+            ragged(labels.astype(np.int32))
+
+    def ragged_dataset(self, batch_size, shuffle_seed=None, max_users=None):
+        dataset = tf.data.Dataset.range(self.num_movies)
+        if max_users is not None:
+            dataset = dataset.take(max_users)
+        if shuffle_seed is not None:
+            dataset = dataset.shuffle(self.num_movies, seed=shuffle_seed, reshuffle_each_iteration=False)
+        tensors = self.tensors
+        return dataset.batch(batch_size).map(
+            lambda index: {key: tf.gather(value, index) for key, value in tensors.items()}).prefetch(
+            tf.data.AUTOTUNE)
+
+
+def _triplets(parts):
+    """(users, movies, stars, like labels) of the targets of `parts`, as numpy arrays."""
+    columns = [[], [], [], []]
+    for part in parts:
+        for batch in part.ragged_dataset(4096):
+            movies = batch["target_movies"]
+            columns[0].append(np.repeat(batch["user_id"].numpy(), movies.row_lengths().numpy()))
+            columns[1].append(movies.values.numpy())
+            columns[2].append(batch["target_ratings"].values.numpy())
+            columns[3].append(batch["target_labels"].values.numpy())
+    return [np.concatenate(column) for column in columns]

@@ -22,6 +22,12 @@ _EXPORTS = {
     "RecommenderConfig": "rbm_tf.config",
     "train_recommender": "rbm_tf.recommender_training",
     "export_recommender_run": "rbm_tf.recommender_training",
+    # the rating RBM
+    "RatingRBM": "rbm_tf.rating_rbm",
+    "RatingRBMConfig": "rbm_tf.config",
+    "RatingRecommender": "rbm_tf.rating_recommender",
+    "train_rating_rbm": "rbm_tf.rating_recommender",
+    "export_rating_run": "rbm_tf.rating_recommender",
     # deep belief networks
     "DBN": "rbm_tf.dbn",
     "DBNConfig": "rbm_tf.dbn_config",

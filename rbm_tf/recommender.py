@@ -39,6 +39,7 @@ from rbm_tf.rbm import RBM
 from rbm_tf.rbm import SparseRatings
 from rbm_tf.recommender_serving import RecommenderServing
 from rbm_tf.recommender_serving import top_unrated
+from rbm_tf.sparse_training import RBMWeights
 from rbm_tf.sparse_training import SparseCDTrainer
 
 # how many ratings at everyone's like rate a user's own like rate is shrunk with
@@ -54,7 +55,7 @@ def sparse_ratings(movies, labels):
             tf.cast(labels.values, tf.float32))
 
 
-class Recommender:
+class Recommender(RBMWeights):
     """An RBM over every movie's like/dislike, trained by contrastive divergence.
 
     Args:
@@ -90,14 +91,6 @@ class Recommender:
         self.stop_training = False
         self.history = None
         self._evaluators = {}
-
-    def get_weights(self):
-        """The RBM's weights and biases as numpy arrays (what keras.callbacks.EarlyStopping keeps)."""
-        return [variable.numpy() for variable in self.rbm.variables_for_training]
-
-    def set_weights(self, weights):
-        for variable, value in zip(self.rbm.variables_for_training, weights):
-            variable.assign(value)
 
     # -- the parts a checkpoint holds ------------------------------------------------------------
 

@@ -158,3 +158,15 @@ class SparseCDTrainer(tf.Module):
         """Bring every weight and bias up to date (see `LazyMomentum`)."""
         self.weights.flush()
         self.visible_bias.flush()
+
+
+class RBMWeights:
+    """`get_weights` / `set_weights` of a model's `rbm`, as numpy arrays: what
+    keras.callbacks.EarlyStopping keeps and restores."""
+
+    def get_weights(self):
+        return [variable.numpy() for variable in self.rbm.variables_for_training]
+
+    def set_weights(self, weights):
+        for variable, value in zip(self.rbm.variables_for_training, weights):
+            variable.assign(value)

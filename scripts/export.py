@@ -29,6 +29,7 @@ from scripts import _cli
 EXPORTERS = {
     "rbm": ("rbm_tf.recommender_training", "export_recommender_run"),
     "dbn": ("rbm_tf.dbn_training", "export_dbn_run"),
+    "rating-rbm": ("rbm_tf.rating_recommender", "export_rating_run"),
     **{model: ("autoencoders_tf.training", "export_autoencoder_run")
        for model in ("dense", "conv", "denoising", "vae")},
     **{model: ("autoencoders_tf.recommender_training", "export_rec_run")

@@ -6,6 +6,9 @@
                      popular movies and EASE)
   --model ease       EASE: ranks movies, its L2 chosen on validation NDCG@10
   --model rbm        the RBM recommender, as rbm-train trains it
+  --model rating-rbm the rating RBM: a softmax unit of the release's star levels per movie
+                     (or, --variant item, per user); predicts star ratings (test RMSE and
+                     MAE beside the global mean and the biases model) and a like-probability
 
 Training stops early on the validation ratings and keeps the best epoch; the run directory
 gets checkpoints, TensorBoard summaries, RUN/metrics.json, RUN/metrics.png and the export
@@ -28,6 +31,7 @@ MODELS = {
     "mult-vae": ("autoencoders_tf.rec_config:MultVAEConfig", "autoencoders_tf.recommender_training:train_rec_model"),
     "ease": ("autoencoders_tf.rec_config:EASEConfig", "autoencoders_tf.recommender_training:train_rec_model"),
     "rbm": ("rbm_tf.config:RecommenderConfig", "rbm_tf.recommender_training:train_recommender"),
+    "rating-rbm": ("rbm_tf.config:RatingRBMConfig", "rbm_tf.rating_recommender:train_rating_rbm"),
 }
 # flag -> (type, help): each sets the settings field of its name where the model has one
 SETTINGS = {
@@ -43,6 +47,7 @@ SETTINGS = {
     "batch_size": (int, "movies (I-AutoRec) or users per update"),
     "patience": (int, "epochs without a better validation metric before stopping"),
     "seed": (int, "seed of initial weights and shuffling"),
+    "variant": (str, "rating RBM: one case per user or per item"),
 }
 
 

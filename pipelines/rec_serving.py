@@ -1,4 +1,5 @@
-"""The autoencoder recommenders as servable modules: named, input-checked signatures.
+"""Recommenders as servable modules: named, input-checked signatures (the autoencoder
+recommenders and the rating RBM share them).
 
 A ranking model (EASE, Mult-VAE) reads ratings as the RBM recommender's export does:
 ``ratings`` float32 [batch, num_movies] in {-1 (missing), 0 (dislike), 1 (like)}.
