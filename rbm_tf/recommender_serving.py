@@ -3,10 +3,8 @@
 import tensorflow as tf
 
 from pipelines.signatures import check_ratings
+from pipelines.top_unrated import top_unrated as shared_top_unrated
 from rbm_tf.rbm import RBM
-
-# the padding of `recommend` where a user has fewer unrated movies than were asked for
-NO_MOVIE = -1
 
 
 class RecommenderServing(tf.Module):
@@ -57,14 +55,5 @@ class RecommenderServing(tf.Module):
 
 def top_unrated(like_probability, ratings, k, ranking_score, movie_ids):
     """The k unrated movies of highest `ranking_score` per user, with their like-probabilities
-    as ``scores``, padded as `recommend` says."""
-    unrated = ratings < 0.0
-    ranked = tf.where(unrated, ranking_score, tf.fill(tf.shape(ranking_score), -float("inf")))
-    top = tf.math.top_k(ranked, k=tf.minimum(k, tf.shape(ranked)[-1]))
-    is_movie = tf.math.is_finite(top.values)
-    indices = tf.where(is_movie, top.indices, NO_MOVIE)
-    safe = tf.maximum(indices, 0)
-    return {"movie_indices": indices,
-            "movie_ids": tf.where(is_movie, tf.gather(movie_ids, safe), tf.constant(NO_MOVIE, tf.int64)),
-            "scores": tf.where(is_movie, tf.gather(like_probability, safe, batch_dims=1), -1.0),
-            "num_recommended": tf.reduce_sum(tf.cast(is_movie, tf.int32), axis=-1)}
+    as ``scores``, padded as `recommend` says (`pipelines.top_unrated`)."""
+    return shared_top_unrated(ranking_score, ratings < 0.0, k, movie_ids, reported_score=like_probability)
