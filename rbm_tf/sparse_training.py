@@ -72,8 +72,11 @@ class LazyMomentum(tf.Module):
                                        name="row_updates")
 
     def _catch_up(self, velocity, value, missed):
-        power = tf.cast(momentum_power(self.momentum, self.learning_rate * self.weight_decay, missed),
-                        value.dtype)
+        # rows that missed as many updates share one power: there are at most as many distinct
+        # counts as updates since the last flush, far fewer than rows
+        counts, which = tf.unique(missed)
+        power = tf.gather(tf.cast(momentum_power(
+            self.momentum, self.learning_rate * self.weight_decay, counts), value.dtype), which)
         shape = tf.concat([tf.shape(missed), tf.ones([tf.rank(value) - 1], tf.int32)], 0)
         entry = [[tf.reshape(power[:, i, j], shape) for j in range(2)] for i in range(2)]
         return (entry[0][0] * velocity + entry[0][1] * value,
