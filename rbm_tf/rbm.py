@@ -209,11 +209,21 @@ class RBM(tf.Module):
         return weight_rows[:, 1], weight_rows[:, 0] - weight_rows[:, 1], bias_rows[:, 0] - bias_rows[:, 1]
 
     def sparse_hidden_probability(self, ratings, weight_rows):
-        """p(h | the observed values) [batch, hidden] of `SparseRatings` ``ratings``, whose
-        ``columns`` index ``weight_rows`` [r, units, hidden] (see `rows_of`)."""
-        base, slope, _ = self._value_form(weight_rows, tf.zeros(tf.shape(weight_rows)[:2]))
-        return tf.sigmoid(ratings.times(ratings.values, slope) + self._base_input(ratings, base)
-                          + self.hidden_bias)
+        """p(h | the observed values) [batch, hidden] of `SparseRatings` ``ratings`` (0/1
+        values), whose ``columns`` index ``weight_rows`` [r, units, hidden] (see `rows_of`)."""
+        return tf.sigmoid(self._binary_input(ratings, ratings.values, weight_rows) + self.hidden_bias)
+
+    def _binary_input(self, ratings, values, weight_rows):
+        """The hidden input of 0/1 values: the sum of the rows of the units they switch on,
+        read by one fused gather-and-sum (tf.sparse.segment_sum) with nothing in between."""
+        on = tf.cast(values, tf.float32) > 0.5
+        if self.visible_layout == "pair":  # the "1" unit is row 2c, the "0" unit row 2c + 1
+            table = tf.reshape(weight_rows, [-1, self.num_hidden])
+            units = ratings.columns * 2 + tf.where(on, 0, 1)
+        else:  # a 0 switches nothing on: it reads an appended row of zeros
+            table = tf.concat([weight_rows[:, 0], tf.zeros([1, self.num_hidden])], 0)
+            units = tf.where(on, ratings.columns, ratings.num_columns)
+        return tf.sparse.segment_sum(table, units, ratings.rows, num_segments=ratings.batch_size)
 
     def _base_input(self, ratings, base):
         return 0.0 if base is None else ratings.times(tf.ones_like(ratings.values), base)
@@ -222,17 +232,12 @@ class RBM(tf.Module):
         """p(v = 1 | h) of each observed value of ``ratings`` [n] (``offset`` [batch] as in
         `visible_probability`)."""
         _, slope, bias_slope = self._value_form(weight_rows, bias_rows)
-        # one dot product a value: for a large batch, fewer operations than `_observed_probability`
-        logits = tf.reduce_sum(tf.gather(hidden, ratings.rows) * tf.gather(slope, ratings.columns), -1) + \
-            tf.gather(bias_slope, ratings.columns)
-        if offset is not None:
-            logits += tf.gather(offset, ratings.rows)
-        return tf.sigmoid(logits)
+        return self._observed_probability(hidden, ratings, slope, bias_slope, offset)
 
     def _observed_probability(self, hidden, ratings, slope, bias_slope, offset):
-        # every case's log-odds of every column, a small dense product for a training batch
-        # (as fast as one dot product a value, and fewer operations), read where observed
-        logits = tf.gather_nd(tf.matmul(hidden, slope, transpose_b=True), ratings.indices) + \
+        # one dot product a value (a [batch, movies rated] product would do batch-size times
+        # the work where most movies are rated once in a batch)
+        logits = tf.reduce_sum(tf.gather(hidden, ratings.rows) * tf.gather(slope, ratings.columns), -1) + \
             tf.gather(bias_slope, ratings.columns)
         if offset is not None:
             logits += tf.gather(offset, ratings.rows)
@@ -260,9 +265,11 @@ class RBM(tf.Module):
         values = tf.cast(ratings.values, tf.float32)
         scale = tf.cast(ratings.batch_size, tf.float32)
         base, slope, bias_slope = self._value_form(weight_rows, bias_rows)
-        base_input = self._base_input(ratings, base) + self.hidden_bias
+        base_input = (self._base_input(ratings, base) if mean_field_visible else 0.0) + self.hidden_bias
 
         def hidden_of(values):
+            if not mean_field_visible:  # samples are 0/1: the fused sum of their units' rows
+                return tf.sigmoid(self._binary_input(ratings, values, weight_rows) + self.hidden_bias)
             return tf.sigmoid(ratings.times(values, slope) + base_input)
 
         positive_hidden = hidden_of(values)
