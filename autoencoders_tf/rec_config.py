@@ -2,8 +2,8 @@
 
 Each config names its model (``model``), the key of `train_rec_model`'s runs and of
 run_config.json. Errors name the arguments (``hidden must be at least 1``); a command-line
-tool maps them to its flags. Defaults were chosen on validation ratings of ML-100K u1
-(benchmarks/recommenders.py), never on test ratings.
+tool maps them to its flags. Defaults were chosen on validation ratings of ML-100K u1 (the
+README's "What was chosen on validation"), never on test ratings.
 """
 
 import dataclasses

@@ -24,6 +24,7 @@ import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
 from autoencoders_tf import config as autoencoder_config
+from autoencoders_tf import rec_config
 from autoencoders_tf.serving import AutoencoderServing
 from autoencoders_tf.training import build_model
 from autoencoders_tf.training import load_autoencoder_run
@@ -552,7 +553,7 @@ def test_list_shows_each_signature_with_input_and_output_dtypes_and_shapes(cases
 
 
 def test_the_table_exports_every_model_the_families_train():
-    assert set(export.EXPORTERS) == {"rbm", "dbn", *autoencoder_config.MODELS}
+    assert set(export.EXPORTERS) == {"rbm", "dbn", *autoencoder_config.MODELS, *rec_config.CONFIGS}
     for model, (module, function) in export.EXPORTERS.items():
         assert callable(getattr(importlib.import_module(module), function)), model
 
@@ -586,7 +587,7 @@ def test_user_errors_are_one_line_with_exit_code_2(cases, tmp_path, capsys):
         (tmp_path / name / "run_config.json").write_text(json.dumps(config))
         return tmp_path / name
 
-    known = "rbm, dbn, dense, conv, denoising, vae"
+    known = "rbm, dbn, dense, conv, denoising, vae, autorec, mult-vae, ease"
     expected = {
         (tmp_path / "missing",): "does not exist",
         (tmp_path,): "is not a run directory",
