@@ -66,8 +66,14 @@ def bootstrap(data, run_dir, resamples=200, seed=0):
 
     model = Recommender.restore(run_dir)
     baselines = Baselines(data)
+    def dense(scorer):
+        # the bootstrap scores dense batches: a constant scorer's row for everyone
+        if callable(scorer):
+            return scorer
+        return lambda users, inputs: tf.broadcast_to(scorer.probability, tf.shape(inputs))
+
     predictors = {"rbm": (lambda users, inputs: model.like_probability(inputs), model.ranking_score),
-                  **{name: (predict, None) for name, predict in baselines.predictors.items()}}
+                  **{name: (dense(scorer), None) for name, scorer in baselines.predictors.items()}}
     batches = list(data.test.dataset(256))
     rng = np.random.default_rng(seed)
     users = np.concatenate([batch["user_id"].numpy() for batch in batches])

@@ -553,7 +553,7 @@ def test_list_shows_each_signature_with_input_and_output_dtypes_and_shapes(cases
 
 
 def test_the_table_exports_every_model_the_families_train():
-    assert set(export.EXPORTERS) == {"rbm", "dbn", *autoencoder_config.MODELS, *rec_config.CONFIGS}
+    assert set(export.EXPORTERS) == {"rbm", "dbn", "rating-rbm", *autoencoder_config.MODELS, *rec_config.CONFIGS}
     for model, (module, function) in export.EXPORTERS.items():
         assert callable(getattr(importlib.import_module(module), function)), model
 
@@ -587,7 +587,7 @@ def test_user_errors_are_one_line_with_exit_code_2(cases, tmp_path, capsys):
         (tmp_path / name / "run_config.json").write_text(json.dumps(config))
         return tmp_path / name
 
-    known = "rbm, dbn, dense, conv, denoising, vae, autorec, mult-vae, ease"
+    known = "rbm, dbn, rating-rbm, dense, conv, denoising, vae, autorec, mult-vae, ease"
     expected = {
         (tmp_path / "missing",): "does not exist",
         (tmp_path,): "is not a run directory",
