@@ -77,7 +77,11 @@ class Autoencoder(keras.Model):
         images = images_of(data)
         with tf.GradientTape() as tape:
             losses = self.compute_losses(images, training=True)
-        gradients = tape.gradient(losses["loss"], self.trainable_weights)
+            # under a tf.distribute strategy the optimizer sums the replicas' gradients: each
+            # replica's mean over its share, divided by their number, sums to the global mean
+            replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+            objective = losses["loss"] / replicas if replicas > 1 else losses["loss"]
+        gradients = tape.gradient(objective, self.trainable_weights)
         self.optimizer.apply(gradients, self.trainable_weights)
         return self.update_trackers(losses)
 
