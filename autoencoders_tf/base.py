@@ -91,7 +91,12 @@ class Autoencoder(keras.Model):
     def update_trackers(self, losses):
         for name, tracker in self.trackers.items():
             tracker.update_state(losses[name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3 averages a multi-worker step's logs over axis 0, which a scalar lacks
+            # (keras-team/keras#20585): give it one, the mean over replicas is then a scalar
+            logs = {name: value[tf.newaxis] for name, value in logs.items()}
+        return logs
 
     @property
     def metrics(self):
