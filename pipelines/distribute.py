@@ -25,6 +25,8 @@ import tempfile
 
 import tensorflow as tf
 
+from pipelines.errors import UserError
+
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
@@ -38,7 +40,7 @@ def make_strategy(name):
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy([device.name for device in devices])
     if not os.environ.get("TF_CONFIG"):
-        raise ValueError("strategy multi-worker needs the TF_CONFIG environment variable "
+        raise UserError("strategy multi-worker needs the TF_CONFIG environment variable "
                          "(the cluster and this worker's task)")
     return tf.distribute.MultiWorkerMirroredStrategy()
 
