@@ -272,8 +272,14 @@ def _train(config, data, run_dir, resume, epochs, export, log, verbose, strategy
                              **dataclasses.asdict(config)}, resume=resume)
 
     keras.utils.set_random_seed(config.seed)
-    train_data = distribute.shardable(data.dataset("train", config.batch_size, shuffle_seed=config.seed))
+    train_data = data.dataset("train", config.batch_size, shuffle_seed=config.seed)
     test_data = data.dataset("test", EVAL_BATCH_SIZE)
+    fit_train, fit_test = train_data, test_data
+    if strategy is not None:
+        # images alone: Keras 3's first multi-worker step cannot average a batch holding
+        # labels across workers (the labels are unused anyway)
+        fit_train, fit_test = (distribute.shardable(part.map(lambda pixels, labels: pixels))
+                               for part in (train_data, test_data))
     with distribute.scope(strategy):
         model = compiled_model(config)
     epochs_done = tf.Variable(0, dtype=tf.int64, name="epoch")
@@ -297,7 +303,7 @@ def _train(config, data, run_dir, resume, epochs, export, log, verbose, strategy
         describe=lambda record: describe_epoch(config, record), log=log, epoch_counter=epochs_done)
     callbacks = [monitor,
                  EpochPictures(config, data.name, test_data, run.path / "images")]
-    model.fit(train_data, validation_data=distribute.shardable(test_data), epochs=config.epochs, initial_epoch=done,
+    model.fit(fit_train, validation_data=fit_test, epochs=config.epochs, initial_epoch=done,
               callbacks=callbacks, verbose=verbose,
               shuffle=False)  # the train dataset shuffles itself, seeded
 
