@@ -136,3 +136,16 @@ def test_the_chief_is_worker_zero_and_only_it_writes_the_run(monkeypatch, tmp_pa
     with distribute.writable_run_dir("a multi-worker strategy", tmp_path / "run") as directory:
         assert pathlib.Path(directory).is_dir() and pathlib.Path(directory) != tmp_path / "run"
     assert not pathlib.Path(directory).exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("script", ["rbm_train", "ae_train"])
+def test_the_training_commands_take_only_known_strategies(script, capsys):
+    import importlib
+
+    from tests.conftest import fails_with
+
+    main = importlib.import_module(f"scripts.{script}").main
+    required = ["--data-dir", "d", "--run-dir", "r"] + (
+        ["--model", "dense", "--dataset", "mnist"] if script == "ae_train" else [])
+    fails_with(capsys, main, required + ["--strategy", "tpu"], "argument --strategy: invalid choice")
+    assert "multi-worker" in main.__globals__["build_parser"]().format_help()
