@@ -14,7 +14,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-RBM_SETTINGS = dict(hidden=6, batch_size=9, learning_rate=0.1, momentum=0.5, weight_decay=0.01,
+# 40 users in batches of 13: the last batch of one user leaves a replica without users
+RBM_SETTINGS = dict(hidden=6, batch_size=13, learning_rate=0.1, momentum=0.5, weight_decay=0.01,
                     epochs=2, persistent=True)
 IMAGES, AE_BATCH, AE_STEPS = 48, 16, 3
 
