@@ -256,7 +256,7 @@ def train_autoencoder(config, data, run_dir, resume=False, epochs=None, export=T
     global batch of `batch_size` images shared among the replicas; with several workers every
     worker runs this call and only the chief writes `run_dir`.
     """
-    with distribute.writable_run_dir(strategy, run_dir) as own_dir:
+    with distribute.writable_run_dir(strategy, run_dir, resume) as own_dir:
         return _train(config, data, own_dir, resume, epochs,
                       export and distribute.is_chief(strategy), log, verbose, strategy)
 

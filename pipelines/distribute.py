@@ -70,17 +70,21 @@ def is_chief(strategy):
 
 
 @contextlib.contextmanager
-def writable_run_dir(strategy, run_dir):
+def writable_run_dir(strategy, run_dir, resume=False):
     """The directory this process writes the run to: `run_dir` on the chief, a temporary
-    directory elsewhere (removed on exit)."""
+    directory elsewhere (removed on exit), holding a copy of `run_dir` when resuming (which
+    then must be readable by every worker, a shared filesystem)."""
     if is_chief(strategy):
         yield run_dir
         return
-    directory = tempfile.mkdtemp(prefix=f"worker-{task()[1]}-")
+    scratch = tempfile.mkdtemp(prefix=f"worker-{task()[1]}-")
+    directory = os.path.join(scratch, "run")
     try:
+        if resume:
+            shutil.copytree(run_dir, directory)
         yield directory
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def replica_share(total, replica, replicas):

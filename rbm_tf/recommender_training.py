@@ -90,7 +90,7 @@ def train_recommender(data, run_dir, config=None, resume=False, epochs=None, exp
     `strategy` (`pipelines.distribute.make_strategy`) shares every batch among its replicas;
     with several workers, every worker runs this call and only the chief writes `run_dir`.
     """
-    with distribute.writable_run_dir(strategy, run_dir) as own_dir:
+    with distribute.writable_run_dir(strategy, run_dir, resume) as own_dir:
         return _train(data, own_dir, config, resume, epochs,
                       export and distribute.is_chief(strategy), log, strategy)
 

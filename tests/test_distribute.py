@@ -134,8 +134,16 @@ def test_the_chief_is_worker_zero_and_only_it_writes_the_run(monkeypatch, tmp_pa
         assert directory == tmp_path / "run"  # without a multi-worker strategy: always
     monkeypatch.setattr(distribute, "is_chief", lambda strategy: False)
     with distribute.writable_run_dir("a multi-worker strategy", tmp_path / "run") as directory:
-        assert pathlib.Path(directory).is_dir() and pathlib.Path(directory) != tmp_path / "run"
+        assert not pathlib.Path(directory).is_relative_to(tmp_path)
+        pathlib.Path(directory).mkdir()
     assert not pathlib.Path(directory).exists() and not (tmp_path / "run").exists()
+    # resuming, a worker continues from a copy of the chief's run and never writes the original
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run_config.json").write_text("{}")
+    with distribute.writable_run_dir("a multi-worker strategy", tmp_path / "run", resume=True) as directory:
+        assert (pathlib.Path(directory) / "run_config.json").read_text() == "{}"
+        (pathlib.Path(directory) / "checkpoint").write_text("")
+    assert sorted(path.name for path in (tmp_path / "run").iterdir()) == ["run_config.json"]
 
 
 @pytest.mark.parametrize("script", ["rbm_train", "ae_train"])
