@@ -157,3 +157,15 @@ def test_the_training_commands_take_only_known_strategies(script, capsys):
         ["--model", "dense", "--dataset", "mnist"] if script == "ae_train" else [])
     fails_with(capsys, main, required + ["--strategy", "tpu"], "argument --strategy: invalid choice")
     assert "multi-worker" in main.__globals__["build_parser"]().format_help()
+
+
+def test_a_worker_that_is_not_the_chief_trains_without_writing_the_run(data_dir, tmp_path, monkeypatch):
+    from pipelines.movielens_data import load_movielens
+    from rbm_tf import RecommenderConfig
+    from rbm_tf import train_recommender
+
+    monkeypatch.setattr(distribute, "is_chief", lambda strategy: False)
+    data = load_movielens(data_dir, "ml-100k", "u1")
+    result = train_recommender(data, tmp_path / "run", RecommenderConfig(hidden=4, epochs=1))
+    assert len(result["epochs"]) == 1 and "export" not in result["final"]
+    assert not (tmp_path / "run").exists()
