@@ -77,7 +77,11 @@ class Autoencoder(keras.Model):
         images = images_of(data)
         with tf.GradientTape() as tape:
             losses = self.compute_losses(images, training=True)
-        gradients = tape.gradient(losses["loss"], self.trainable_weights)
+            # under a tf.distribute strategy the optimizer sums the replicas' gradients: each
+            # replica's mean over its share, divided by their number, sums to the global mean
+            replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+            objective = losses["loss"] / replicas if replicas > 1 else losses["loss"]
+        gradients = tape.gradient(objective, self.trainable_weights)
         self.optimizer.apply(gradients, self.trainable_weights)
         return self.update_trackers(losses)
 
@@ -87,7 +91,12 @@ class Autoencoder(keras.Model):
     def update_trackers(self, losses):
         for name, tracker in self.trackers.items():
             tracker.update_state(losses[name])
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3 averages a multi-worker step's logs over axis 0, which a scalar lacks
+            # (keras-team/keras#20585): give it one, the mean over replicas is then a scalar
+            logs = {name: value[tf.newaxis] for name, value in logs.items()}
+        return logs
 
     @property
     def metrics(self):

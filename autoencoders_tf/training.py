@@ -25,6 +25,7 @@ from autoencoders_tf.dense import DenseAutoencoder
 from autoencoders_tf.denoising import DenoisingAutoencoder
 from autoencoders_tf.serving import export_autoencoder
 from autoencoders_tf.vae import VAE
+from pipelines import distribute
 from pipelines import figures
 from pipelines import loop
 from pipelines import runs
@@ -240,7 +241,7 @@ def resumed_config(run_dir, config, data):
 
 
 def train_autoencoder(config, data, run_dir, resume=False, epochs=None, export=True, log=None,
-                      verbose=0):
+                      verbose=0, strategy=None):
     """Train the autoencoder `config` describes on `data` (an `ImageData`) in `run_dir`.
 
     Returns metrics.json's content: every epoch's train and test losses beside the mean-image
@@ -250,7 +251,17 @@ def train_autoencoder(config, data, run_dir, resume=False, epochs=None, export=T
     given, must name the same model) to its stored epoch count unless `epochs` is given. The
     model is exported to RUN/export/<model>/<version>/ unless `export` is False. `log` gets a
     line per epoch; `verbose` is Keras's `fit` verbosity.
+
+    `strategy` (`pipelines.distribute.make_strategy`) trains with Keras's `fit` under it, each
+    global batch of `batch_size` images shared among the replicas; with several workers every
+    worker runs this call and only the chief writes `run_dir`.
     """
+    with distribute.writable_run_dir(strategy, run_dir, resume) as own_dir:
+        return _train(config, data, own_dir, resume, epochs,
+                      export and distribute.is_chief(strategy), log, verbose, strategy)
+
+
+def _train(config, data, run_dir, resume, epochs, export, log, verbose, strategy):
     if resume:
         config = resumed_config(run_dir, config, data)
     config = config or AutoencoderConfig()
@@ -263,7 +274,14 @@ def train_autoencoder(config, data, run_dir, resume=False, epochs=None, export=T
     keras.utils.set_random_seed(config.seed)
     train_data = data.dataset("train", config.batch_size, shuffle_seed=config.seed)
     test_data = data.dataset("test", EVAL_BATCH_SIZE)
-    model = compiled_model(config)
+    fit_train, fit_test = train_data, test_data
+    if strategy is not None:
+        # images alone: Keras 3's first multi-worker step cannot average a batch holding
+        # labels across workers (the labels are unused anyway)
+        fit_train, fit_test = (distribute.shardable(part.map(lambda pixels, labels: pixels))
+                               for part in (train_data, test_data))
+    with distribute.scope(strategy):
+        model = compiled_model(config)
     epochs_done = tf.Variable(0, dtype=tf.int64, name="epoch")
     # the seed state too, so a resumed run does not replay epoch 1's noise or binarisation
     run.track(model=model, optimizer=model.optimizer, epoch=epochs_done,
@@ -285,7 +303,7 @@ def train_autoencoder(config, data, run_dir, resume=False, epochs=None, export=T
         describe=lambda record: describe_epoch(config, record), log=log, epoch_counter=epochs_done)
     callbacks = [monitor,
                  EpochPictures(config, data.name, test_data, run.path / "images")]
-    model.fit(train_data, validation_data=test_data, epochs=config.epochs, initial_epoch=done,
+    model.fit(fit_train, validation_data=fit_test, epochs=config.epochs, initial_epoch=done,
               callbacks=callbacks, verbose=verbose,
               shuffle=False)  # the train dataset shuffles itself, seeded
 

@@ -35,6 +35,7 @@ _EXPORTS = {
     "IMAGE_DATASETS": "pipelines.images",
     # runs
     "Run": "pipelines.loop",
+    "make_strategy": "pipelines.distribute",
     "RunMonitor": "pipelines.loop",
     "fit_loop": "pipelines.loop",
     "RunDirectory": "pipelines.runs",

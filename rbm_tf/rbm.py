@@ -144,8 +144,9 @@ class RBM(tf.Module):
             logits += offset[:, tf.newaxis]
         return tf.sigmoid(logits)
 
-    def _bernoulli(self, probability):
-        return tf.cast(self.generator.uniform(tf.shape(probability)) < probability, tf.float32)
+    def _bernoulli(self, probability, uniform=None):
+        uniform = uniform or self.generator.uniform
+        return tf.cast(uniform(tf.shape(probability)) < probability, tf.float32)
 
     def sample_hidden(self, visible, mask=None):
         """Hidden probabilities and a Bernoulli sample of them."""
@@ -253,7 +254,7 @@ class RBM(tf.Module):
         return tf.sigmoid(logits)
 
     def sparse_contrastive_divergence(self, ratings, weight_rows, bias_rows, k=1, chain_start=None,
-                                      mean_field_visible=False, offset=None):
+                                      mean_field_visible=False, offset=None, uniform=None):
         """`contrastive_divergence` on observed values only: the same estimate, gathered.
 
         ``ratings``: `SparseRatings` whose columns index ``weight_rows`` [r, units, hidden] and
@@ -261,6 +262,9 @@ class RBM(tf.Module):
         (weight_gradient [r, units, hidden], visible_bias_gradient [r, units],
         hidden_bias_gradient [hidden], chain_end): the rows of the batch-averaged gradients
         that belong to those movies; every other row of the dense gradients is 0.
+
+        ``uniform(shape)`` draws the uniform numbers of every sample, [batch, hidden] for the
+        hidden units and [n] for the observed values (default: the model's generator).
         """
         values = tf.cast(ratings.values, tf.float32)
         scale = tf.cast(ratings.batch_size, tf.float32)
@@ -274,15 +278,15 @@ class RBM(tf.Module):
 
         positive_hidden = hidden_of(values)
         # drawn even from a given chain start, so both paths draw the same hidden numbers
-        hidden = self._bernoulli(positive_hidden)
+        hidden = self._bernoulli(positive_hidden, uniform)
         if chain_start is not None:
             hidden = chain_start
         negative_values, negative_hidden = values, positive_hidden
         for _ in range(k):
             probability = self._observed_probability(hidden, ratings, slope, bias_slope, offset)
-            negative_values = probability if mean_field_visible else self._bernoulli(probability)
+            negative_values = probability if mean_field_visible else self._bernoulli(probability, uniform)
             negative_hidden = hidden_of(negative_values)
-            hidden = self._bernoulli(negative_hidden)
+            hidden = self._bernoulli(negative_hidden, uniform)
         # d/dW of a "1" unit sums v h over its ratings, of a "0" unit (1 - v) h
         positive, negative = tf.gather(positive_hidden, ratings.rows), tf.gather(negative_hidden, ratings.rows)
         ones = tf.math.unsorted_segment_sum(

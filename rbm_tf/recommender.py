@@ -27,6 +27,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from pipelines import distribute
 from pipelines import loop
 from pipelines import movie_table
 from pipelines.recommender_eval import RaggedEvaluator
@@ -39,6 +40,7 @@ from rbm_tf.rbm import RBM
 from rbm_tf.rbm import SparseRatings
 from rbm_tf.recommender_serving import RecommenderServing
 from rbm_tf.recommender_serving import top_unrated
+from rbm_tf.replicated_training import ReplicatedCDStep
 from rbm_tf.sparse_training import RBMWeights
 from rbm_tf.sparse_training import SparseCDTrainer
 
@@ -63,9 +65,13 @@ class Recommender(RBMWeights):
       config: a `RecommenderConfig`; or give its fields as keyword arguments.
       movie_ids, movie_titles: the release's id and title of each movie index (default: the
         indices and "movie <index>"), used by `recommend` and shipped with `export`.
+      strategy: a `tf.distribute.Strategy` to train under (`pipelines.distribute.make_strategy`),
+        each batch shared among its replicas (`rbm_tf.replicated_training`); None (the
+        default) trains on one device, lazily and sparsely.
     """
 
-    def __init__(self, num_movies, config=None, movie_ids=None, movie_titles=None, **settings):
+    def __init__(self, num_movies, config=None, movie_ids=None, movie_titles=None, strategy=None,
+                 **settings):
         if config is None:
             config = RecommenderConfig(**settings)
         elif settings:
@@ -80,14 +86,18 @@ class Recommender(RBMWeights):
         if not len(self.movie_ids) == len(self.movie_titles) == self.num_movies:
             raise ValueError(f"movie_ids and movie_titles must have num_movies ({self.num_movies}) "
                              f"entries, got {len(self.movie_ids)} and {len(self.movie_titles)}")
-        self.rbm = RBM(self.num_movies, config.hidden, config.visible, seed=config.seed)
-        self.trainer = SparseCDTrainer(self.rbm, config.cd_config(), batch_size=config.batch_size)
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        # the log-odds of a like over all training ratings, and each movie's share of them:
-        # set when training starts, kept in checkpoints and exports
-        self.like_logit = tf.Variable(0.0, trainable=False, name="like_logit")
-        self.rating_share = tf.Variable(tf.fill([self.num_movies], 1.0 / self.num_movies),
-                                        trainable=False, name="rating_share")
+        self.strategy = strategy
+        with distribute.scope(strategy):
+            self.rbm = RBM(self.num_movies, config.hidden, config.visible, seed=config.seed)
+            self.trainer = SparseCDTrainer(self.rbm, config.cd_config(), batch_size=config.batch_size)
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            # the log-odds of a like over all training ratings, and each movie's share of them:
+            # set when training starts, kept in checkpoints and exports
+            self.like_logit = tf.Variable(0.0, trainable=False, name="like_logit")
+            self.rating_share = tf.Variable(tf.fill([self.num_movies], 1.0 / self.num_movies),
+                                            trainable=False, name="rating_share")
+        self._replicated_step = None if strategy is None else \
+            ReplicatedCDStep(self.trainer, strategy, seed=config.seed)
         self.stop_training = False
         self.history = None
         self._evaluators = {}
@@ -159,9 +169,14 @@ class Recommender(RBMWeights):
 
         def train_epoch(epoch, callbacks):
             # one shuffle seed per epoch, so a resumed run sees the same batches as an unbroken one
-            self._train_batches(train.ragged_dataset(
-                self.config.batch_size, shuffle_seed=self.config.seed * 100003 + epoch + 1))
-            self.trainer.flush()
+            batches = train.ragged_dataset(self.config.batch_size,
+                                           shuffle_seed=self.config.seed * 100003 + epoch + 1)
+            if self.strategy is None:
+                self._train_batches(batches)
+                self.trainer.flush()
+            else:  # every row is updated every step: nothing to flush
+                for batch in batches:
+                    self._train_replicated(batch)
             self.epoch.assign(epoch + 1)
             callbacks.on_test_begin()
             # the training targets are the inputs: accuracy and AUC there, no ranking; from a
@@ -188,6 +203,14 @@ class Recommender(RBMWeights):
             batch_size = tf.shape(batch["user_id"])[0]
             self.trainer.train_step(rows, movies, values, batch_size,
                                     self.sparse_user_offset(rows, values, batch_size))
+
+    @tf.function(reduce_retracing=True)
+    def _train_replicated(self, batch):
+        # one step a call: the collective all-reduce of a step runs in a graph of its own
+        rows, movies, values = sparse_ratings(batch["input_movies"], batch["input_labels"])
+        batch_size = tf.shape(batch["user_id"])[0]
+        self._replicated_step(rows, movies, values, batch_size,
+                              self.sparse_user_offset(rows, values, batch_size))
 
     # -- prediction and evaluation -------------------------------------------------------------
 

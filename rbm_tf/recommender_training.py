@@ -12,6 +12,7 @@ import dataclasses
 
 import keras
 
+from pipelines import distribute
 from pipelines import loop
 from pipelines import movie_table
 from pipelines import runs
@@ -76,7 +77,7 @@ def plot(run, data, epochs_logged, baselines):
 
 
 def train_recommender(data, run_dir, config=None, resume=False, epochs=None, export=True,
-                      log=None):
+                      log=None, strategy=None):
     """Train a `Recommender` on `data` (a `MovieLensData`) in `run_dir`; returns metrics.json.
 
     A new run stores `config` (default `RecommenderConfig()`) with the data it trains on; a
@@ -85,7 +86,16 @@ def train_recommender(data, run_dir, config=None, resume=False, epochs=None, exp
     training and the validation ratings; training stops early on the validation ROC-AUC
     (`RecommenderConfig`) and keeps the best epoch's weights, which are then evaluated on the
     test ratings beside the baselines and exported (unless `export` is False).
+
+    `strategy` (`pipelines.distribute.make_strategy`) shares every batch among its replicas;
+    with several workers, every worker runs this call and only the chief writes `run_dir`.
     """
+    with distribute.writable_run_dir(strategy, run_dir, resume) as own_dir:
+        return _train(data, own_dir, config, resume, epochs,
+                      export and distribute.is_chief(strategy), log, strategy)
+
+
+def _train(data, run_dir, config, resume, epochs, export, log, strategy):
     directory = runs.RunDirectory(run_dir)
     if resume:
         stored = directory.read_config()
@@ -103,7 +113,7 @@ def train_recommender(data, run_dir, config=None, resume=False, epochs=None, exp
     if not resume:
         movie_table.write_movie_table(run.path / movie_table.MOVIE_TABLE, data.movie_ids,
                                       data.movie_titles)
-    model = Recommender(data.num_movies, config, data.movie_ids, data.movie_titles)
+    model = Recommender(data.num_movies, config, data.movie_ids, data.movie_titles, strategy=strategy)
     run.track(**model.trackables())
     run.check_resumable(int(model.epoch.numpy()), config.epochs, log)
 

@@ -96,6 +96,16 @@ class LazyMomentum(tf.Module):
         self.updates.assign_add(1)
         self.row_updates.scatter_update(tf.IndexedSlices(tf.fill(tf.shape(rows), self.updates), rows))
 
+    def apply_dense(self, gradient):
+        """One update of every row with its `gradient` [rows, ...]: Keras's dense SGD step.
+        Every row must be up to date (as after `flush`, or when only this ever updated)."""
+        velocity = self.momentum * self.velocity - self.learning_rate * (
+            gradient + self.weight_decay * self.variable)
+        self.velocity.assign(velocity)
+        self.variable.assign_add(velocity)
+        self.updates.assign_add(1)
+        self.row_updates.assign(tf.fill(tf.shape(self.row_updates), self.updates))
+
     def flush(self):
         """Bring every row up to date: the variable then holds what dense SGD would."""
         velocity, value = self._catch_up(self.velocity, self.variable, self.updates - self.row_updates)

@@ -91,3 +91,15 @@ def split_settings(args):
     return {"release": args.release, "split": args.split, "test_per_user": args.test_per_user,
             "order": args.order, "split_seed": args.split_seed,
             "like_threshold": args.like_threshold, "validation_per_user": args.validation_per_user}
+
+
+STRATEGIES = ("default", "mirrored", "multi-worker")  # pipelines.distribute.STRATEGIES
+
+
+def add_strategy_argument(parser):
+    """--strategy: where training runs (one device, every local device, several workers)."""
+    parser.add_argument("--strategy", choices=STRATEGIES, default="default",
+                        help="default: one device; mirrored: every local GPU (or logical CPU "
+                             "device); multi-worker: one process per worker, the cluster in "
+                             "TF_CONFIG, every worker running the same command, the chief "
+                             "(worker 0) writing the run (default: %(default)s)")

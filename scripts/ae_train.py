@@ -50,6 +50,7 @@ def build_parser():
     add("--seed", type=int, default=defaults.seed,
         help="seed of initial weights, shuffling and noise (default: %(default)s)")
     _arguments.add_run_arguments(parser)
+    _arguments.add_strategy_argument(parser)
     group = parser.add_argument_group("dense, conv and denoising models")
     group.add_argument("--input-range", choices=INPUT_RANGES, default=defaults.input_range,
                        help="symmetric: the network sees [-1, 1] and ends in tanh (the chapter's); "
@@ -81,6 +82,7 @@ def body(args):
     from autoencoders_tf import train_autoencoder
     from autoencoders_tf.training import describe_final
     from pipelines import prepare_images
+    from pipelines.distribute import make_strategy
 
     # with --resume the run keeps its stored settings; the model must be the same
     config = _cli.config_of(
@@ -93,7 +95,8 @@ def body(args):
     result = train_autoencoder(config, data, args.run_dir, resume=args.resume, epochs=args.epochs,
                                export=not args.no_export, log=print,
                                # a progress bar on a terminal, one line per epoch in a log file
-                               verbose=1 if sys.stdout.isatty() else 2)
+                               verbose=1 if sys.stdout.isatty() else 2,
+                               strategy=make_strategy(args.strategy))
     final = result["final"]
     if "export" in final and not args.no_export:
         print(f"exported to {final['export']}")

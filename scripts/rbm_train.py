@@ -40,11 +40,13 @@ def build_parser():
                         help="seed of initial weights, sampling and shuffling (default: %(default)s)")
     _arguments.add_contrastive_divergence_arguments(parser, defaults)
     _arguments.add_run_arguments(parser)
+    _arguments.add_strategy_argument(parser)
     return parser
 
 
 def body(args):
     from pipelines import load_movielens
+    from pipelines.distribute import make_strategy
     from rbm_tf import train_recommender
 
     config = None
@@ -55,7 +57,8 @@ def body(args):
                                 **_arguments.cd_settings(args))
     data = load_movielens(args.data_dir, **_arguments.split_settings(args))
     result = train_recommender(data, args.run_dir, config, resume=args.resume, epochs=args.epochs,
-                               export=not args.no_export, log=print)
+                               export=not args.no_export, log=print,
+                               strategy=make_strategy(args.strategy))
     final = result["final"]
     if "export" in final and not args.no_export:
         print(f"exported to {final['export']}")
