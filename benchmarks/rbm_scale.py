@@ -174,10 +174,10 @@ def sizes_table(rows):
     if len(rows) > 1:
         lines.append("")
         for key in ("train_seconds_per_epoch", "test_evaluation_seconds", "prepare_seconds"):
-            pairs = [f"{rows[i]['ratings']:.0e}->{rows[i + 1]['ratings']:.0e}: "
+            pairs = [f"{rows[i]['ratings']:.2g}->{rows[i + 1]['ratings']:.2g}: "
                      f"{exponent(rows, key, i, i + 1):.2f}" for i in range(len(rows) - 1)]
             lines.append(f"growth exponent of {key}: " + ", ".join(pairs)
-                         + f"; {rows[1 if len(rows) > 2 else 0]['ratings']:.0e}->{rows[-1]['ratings']:.0e}: "
+                         + f"; {rows[1 if len(rows) > 2 else 0]['ratings']:.2g}->{rows[-1]['ratings']:.2g}: "
                          f"{exponent(rows, key, 1 if len(rows) > 2 else 0, len(rows) - 1):.2f}")
     if "recommend_latency_ms" in rows[-1]:
         lines.append(f"recommend (one user, whole catalogue, SavedModel): "
