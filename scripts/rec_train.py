@@ -100,7 +100,7 @@ def body(args):
         beside = ", ".join(f"{name} {values[f'test_{metric}']:.4f}"
                            for name, values in final["baselines"].items()
                            if values.get(f"test_{metric}") is not None)
-        print(f"test {metric} {final[f'test_{metric}']:.4f} ({beside})")
+        print(f"test {metric} {final[f'test_{metric}']:.4f}" + (f" ({beside})" if beside else ""))
     print(f"{args.model}: {final['verdict']}")
     print(f"metrics in {pathlib.Path(args.run_dir) / 'metrics.json'}")
     return 0
