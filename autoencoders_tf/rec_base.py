@@ -32,16 +32,9 @@ class RatingsRecommender:
     model_name = None
 
     def __init__(self, num_movies, movie_ids=None, movie_titles=None, like_threshold=3.0):
-        if num_movies < 1:
-            raise ValueError(f"num_movies must be at least 1, got {num_movies}")
         self.num_movies = int(num_movies)
         self.like_threshold = float(like_threshold)
-        self.movie_ids = list(range(self.num_movies)) if movie_ids is None else [int(m) for m in movie_ids]
-        self.movie_titles = ([f"movie {m}" for m in self.movie_ids] if movie_titles is None
-                             else list(movie_titles))
-        if not len(self.movie_ids) == len(self.movie_titles) == self.num_movies:
-            raise ValueError(f"movie_ids and movie_titles must have num_movies ({self.num_movies}) "
-                             f"entries, got {len(self.movie_ids)} and {len(self.movie_titles)}")
+        self.movie_ids, self.movie_titles = movie_table.catalogue(self.num_movies, movie_ids, movie_titles)
 
     def labels(self, stars):
         """Dense stars as {-1 missing, 0 dislike, 1 like}."""

@@ -40,3 +40,16 @@ def read_movie_table(path):
         movie_ids.append(int(fields[1]))
         titles.append(fields[2])
     return movie_ids, titles
+
+
+def catalogue(num_movies, movie_ids=None, movie_titles=None):
+    """A model's (movie_ids, movie_titles): the release's id and title of each movie index,
+    by default the indices and "movie <index>"; ValueError unless both have num_movies."""
+    if num_movies < 1:
+        raise ValueError(f"num_movies must be at least 1, got {num_movies}")
+    movie_ids = list(range(num_movies)) if movie_ids is None else [int(m) for m in movie_ids]
+    movie_titles = [f"movie {m}" for m in movie_ids] if movie_titles is None else list(movie_titles)
+    if not len(movie_ids) == len(movie_titles) == num_movies:
+        raise ValueError(f"movie_ids and movie_titles must have num_movies ({num_movies}) "
+                         f"entries, got {len(movie_ids)} and {len(movie_titles)}")
+    return movie_ids, movie_titles

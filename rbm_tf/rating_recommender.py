@@ -49,9 +49,7 @@ class RatingRecommender(RBMWeights):
         self.num_movies = int(num_movies)
         self.levels = tf.constant(np.asarray(levels, np.float32))
         self.like_threshold = float(like_threshold)
-        self.movie_ids = list(range(num_movies)) if movie_ids is None else [int(m) for m in movie_ids]
-        self.movie_titles = ([f"movie {m}" for m in self.movie_ids] if movie_titles is None
-                             else list(movie_titles))
+        self.movie_ids, self.movie_titles = movie_table.catalogue(self.num_movies, movie_ids, movie_titles)
         self.rbm = RatingRBM(self.num_movies, len(levels), config.hidden, seed=config.seed)
         self.trainer = SparseCDTrainer(self.rbm, config.cd_config(), batch_size=config.batch_size)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")

@@ -76,16 +76,9 @@ class Recommender(RBMWeights):
             config = RecommenderConfig(**settings)
         elif settings:
             config = dataclasses.replace(config, **settings)
-        if num_movies < 1:
-            raise ValueError(f"num_movies must be at least 1, got {num_movies}")
         self.config = config
         self.num_movies = int(num_movies)
-        self.movie_ids = list(range(self.num_movies)) if movie_ids is None else [int(m) for m in movie_ids]
-        self.movie_titles = ([f"movie {m}" for m in self.movie_ids] if movie_titles is None
-                             else list(movie_titles))
-        if not len(self.movie_ids) == len(self.movie_titles) == self.num_movies:
-            raise ValueError(f"movie_ids and movie_titles must have num_movies ({self.num_movies}) "
-                             f"entries, got {len(self.movie_ids)} and {len(self.movie_titles)}")
+        self.movie_ids, self.movie_titles = movie_table.catalogue(self.num_movies, movie_ids, movie_titles)
         self.strategy = strategy
         with distribute.scope(strategy):
             self.rbm = RBM(self.num_movies, config.hidden, config.visible, seed=config.seed)
