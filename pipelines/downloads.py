@@ -3,6 +3,7 @@ shared by the MovieLens and image readers."""
 
 import hashlib
 import shutil
+import tempfile
 import urllib.request
 
 
@@ -27,3 +28,17 @@ def manual_download_config(raw_dir):
     import tensorflow_datasets as tfds
 
     return tfds.download.DownloadConfig(manual_dir=str(raw_dir), try_download_gcs=False)
+
+
+def build_tfds_builder(builder_class, **kwargs):
+    """`builder_class(**kwargs)`, without the empty ``tmp*tfds`` directory TFDS's constructor
+    leaves in the system's temporary directory for every dataset not prepared yet
+    (`DatasetInfo.initialize_from_bucket` makes it before finding no bucket files): it is made
+    in a scratch directory that is removed at once."""
+    with tempfile.TemporaryDirectory() as scratch:
+        saved = tempfile.tempdir
+        tempfile.tempdir = scratch
+        try:
+            return builder_class(**kwargs)
+        finally:
+            tempfile.tempdir = saved

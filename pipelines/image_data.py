@@ -10,9 +10,10 @@ import pathlib
 
 import tensorflow as tf
 
-from pipelines import images
-from pipelines.downloads import manual_download_config
 from pipelines import image_records
+from pipelines import images
+from pipelines.downloads import build_tfds_builder
+from pipelines.downloads import manual_download_config
 from pipelines.errors import IdxError
 
 
@@ -75,7 +76,7 @@ def prepare_images(dataset, data_dir, raw_dir=None, download=False, log=None):
         if raw_dir is None:
             raise IdxError("download needs raw_dir, the directory to put the files in")
         images.download(dataset, raw_dir, log=log)
-    builder = image_records.IdxImages(config=dataset, data_dir=str(data_dir))
+    builder = build_tfds_builder(image_records.IdxImages, config=dataset, data_dir=str(data_dir))
     if pathlib.Path(builder.data_dir).is_dir() and builder.info.splits:
         return ImageData(builder)
     if raw_dir is None:

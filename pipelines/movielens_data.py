@@ -25,6 +25,7 @@ import tensorflow_datasets as tfds
 
 from pipelines import movielens
 from pipelines import movielens_records
+from pipelines.downloads import build_tfds_builder
 from pipelines.downloads import manual_download_config
 from pipelines.errors import MovieLensError
 
@@ -203,7 +204,7 @@ def _builder(data_dir, release, split, test_per_user, order, split_seed, like_th
     config = movielens_records.movielens_config(
         release, split, test_per_user=test_per_user, order=order, seed=split_seed,
         like_threshold=like_threshold, validation_per_user=validation_per_user)
-    return movielens_records.MovieLensRatings(config=config, data_dir=str(data_dir))
+    return build_tfds_builder(movielens_records.MovieLensRatings, config=config, data_dir=str(data_dir))
 
 
 def _is_prepared(builder):

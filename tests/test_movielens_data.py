@@ -184,3 +184,19 @@ def test_ragged_batches_hold_each_users_ratings_as_stored_and_a_sample_is_fixed(
     first = [int(u) for b in data.test.ragged_dataset(5, max_users=9) for u in b["user_id"].numpy()]
     again = [int(u) for b in data.test.ragged_dataset(4, max_users=9) for u in b["user_id"].numpy()]
     assert len(first) == 9 and first == again
+
+
+def test_preparing_leaves_nothing_in_the_systems_temporary_directory(tmp_path, monkeypatch):
+    import tempfile
+
+    from tests.conftest import planted_ml100k_ratings
+    from tests.conftest import write_ml100k
+
+    raw = write_ml100k(tmp_path / "ml-100k", planted_ml100k_ratings())
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    prepare_movielens("ml-100k", raw, tmp_path / "data", split="u1")
+    load_movielens(tmp_path / "data", "ml-100k", split="u1")
+    # TFDS's constructor makes an empty tmp*tfds directory for a dataset not prepared yet
+    assert [path.name for path in system_tmp.iterdir()] == []
