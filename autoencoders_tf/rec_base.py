@@ -6,14 +6,13 @@ star ratings with 0 where not rated (`pipelines.rating_parts`), and ``serving_mo
 """
 
 import dataclasses
-import pathlib
-import tempfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from pipelines import movie_table
+from pipelines.rec_serving import save_servable
 from pipelines.ranking_eval import evaluate_ranking
 from pipelines.rating_eval import evaluate_ratings
 from pipelines.rating_parts import MISSING
@@ -78,12 +77,7 @@ class RatingsRecommender:
     def export(self, path):
         """Write the servable model (signatures serving_default and recommend, the movie table
         as the asset movies.tsv) as a SavedModel at `path`."""
-        with tempfile.TemporaryDirectory() as directory:
-            table = pathlib.Path(directory) / movie_table.MOVIE_TABLE
-            movie_table.write_movie_table(table, self.movie_ids, self.movie_titles)
-            module = self.serving_module(table)
-            tf.saved_model.save(module, str(path), signatures=module.signatures())
-        return pathlib.Path(path)
+        return save_servable(path, self.serving_module, self.movie_ids, self.movie_titles)
 
 
 class KerasRecommender(RatingsRecommender):

@@ -14,7 +14,12 @@ the model was trained on gets their own learned decoder column; any other user i
 from the ratings given.
 """
 
+import pathlib
+import tempfile
+
 import tensorflow as tf
+
+from pipelines import movie_table
 
 from pipelines.signatures import check_ratings
 from pipelines.signatures import check_star_ratings
@@ -89,3 +94,15 @@ class RatingServing(tf.Module):
         tf.debugging.assert_positive(k, message="k must be at least 1")
         return top_unrated(self.predict_stars(user_ids, ratings), tf.equal(ratings, 0.0), k,
                            self.movie_ids)
+
+
+def save_servable(path, make_module, movie_ids, movie_titles):
+    """Save `make_module(movie_table_path)` (a module with `signatures()`) as a SavedModel at
+    `path`, the movie table written beside it first so that it travels as the asset
+    movies.tsv. Every recommender's `export`."""
+    with tempfile.TemporaryDirectory() as directory:
+        table = pathlib.Path(directory) / movie_table.MOVIE_TABLE
+        movie_table.write_movie_table(table, movie_ids, movie_titles)
+        module = make_module(table)
+        tf.saved_model.save(module, str(path), signatures=module.signatures())
+    return pathlib.Path(path)

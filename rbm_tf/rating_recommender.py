@@ -14,8 +14,6 @@ validation RMSE with the best epoch kept.
 """
 
 import dataclasses
-import pathlib
-import tempfile
 
 import keras
 import numpy as np
@@ -28,6 +26,7 @@ from pipelines import runs
 from pipelines.movielens_data import ItemPart
 from pipelines.rating_eval import RatingBaselines
 from pipelines.rec_serving import RatingServing
+from pipelines.rec_serving import save_servable
 from pipelines.recommender_eval import RatingMetrics
 from pipelines.recommender_eval import majority_label
 from rbm_tf.config import RatingRBMConfig
@@ -163,16 +162,11 @@ class RatingRecommender(RBMWeights):
         """A SavedModel: ``serving_default`` (user_ids, star ratings -> predicted_rating) and
         ``recommend`` (-> the k unrated movies of highest expected rating), the autoencoder
         rating models' signatures; the user ids are accepted and not needed."""
-        with tempfile.TemporaryDirectory() as directory:
-            table = pathlib.Path(directory) / movie_table.MOVIE_TABLE
-            movie_table.write_movie_table(table, self.movie_ids, self.movie_titles)
-            levels = self.levels.numpy()
-            module = RatingServing(self.num_movies, self.movie_ids,
-                                   lambda user_ids, stars: self.predict_dense(stars),
-                                   (float(levels[0]), float(levels[-1])), trackables=[self.rbm],
-                                   movie_table_path=table)
-            tf.saved_model.save(module, str(path), signatures=module.signatures())
-        return pathlib.Path(path)
+        levels = self.levels.numpy()
+        return save_servable(path, lambda table: RatingServing(
+            self.num_movies, self.movie_ids, lambda user_ids, stars: self.predict_dense(stars),
+            (float(levels[0]), float(levels[-1])), trackables=[self.rbm], movie_table_path=table),
+            self.movie_ids, self.movie_titles)
 
 
 # -- a training run ----------------------------------------------------------------------------
@@ -270,15 +264,10 @@ class ItemServing:
 
     def export(self, path):
         levels = self.model.levels.numpy()
-        with tempfile.TemporaryDirectory() as directory:
-            table = pathlib.Path(directory) / movie_table.MOVIE_TABLE
-            movie_table.write_movie_table(table, self.data.movie_ids, self.data.movie_titles)
-            module = RatingServing(self.data.num_movies, self.data.movie_ids, self.predict,
-                                   (float(levels[0]), float(levels[-1])),
-                                   trackables=[self.model.rbm, self.movie_hidden, self.movie_mean, self.users],
-                                   movie_table_path=table)
-            tf.saved_model.save(module, str(path), signatures=module.signatures())
-        return pathlib.Path(path)
+        return save_servable(path, lambda table: RatingServing(
+            self.data.num_movies, self.data.movie_ids, self.predict, (float(levels[0]), float(levels[-1])),
+            trackables=[self.model.rbm, self.movie_hidden, self.movie_mean, self.users],
+            movie_table_path=table), self.data.movie_ids, self.data.movie_titles)
 
 
 def load_rating_run(run_dir):

@@ -21,8 +21,6 @@ number of ratings, whatever the catalogue's width. Predicting for whole rating v
 """
 
 import dataclasses
-import pathlib
-import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +28,7 @@ import tensorflow as tf
 from pipelines import distribute
 from pipelines import loop
 from pipelines import movie_table
+from pipelines.rec_serving import save_servable
 from pipelines.recommender_eval import RaggedEvaluator
 from pipelines.recommender_eval import Scorer
 from pipelines.recommender_eval import like_rates
@@ -266,12 +265,7 @@ class Recommender(RBMWeights):
     def export(self, path):
         """Write the servable recommender (signatures serving_default and recommend, the movie
         table as the asset movies.tsv) as a SavedModel at `path`."""
-        with tempfile.TemporaryDirectory() as directory:
-            table = pathlib.Path(directory) / movie_table.MOVIE_TABLE
-            movie_table.write_movie_table(table, self.movie_ids, self.movie_titles)
-            module = self.serving_module(table)
-            tf.saved_model.save(module, str(path), signatures=module.signatures())
-        return pathlib.Path(path)
+        return save_servable(path, self.serving_module, self.movie_ids, self.movie_titles)
 
     @classmethod
     def restore(cls, run_dir, checkpoint=None):
