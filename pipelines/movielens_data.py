@@ -104,16 +104,7 @@ class MovieLensPart:
         keeps the first that many users of the records' order, a fixed sample (TFDS orders a
         split's examples by a hash of their key). Batches are gathered from `ragged_tensors`.
         """
-        tensors = self.ragged_tensors
-        count = int(tensors["user_id"].shape[0])
-        if max_users is not None:
-            count = min(count, int(max_users))
-        users = tf.data.Dataset.range(count)
-        if shuffle_seed is not None:
-            users = users.shuffle(count, seed=shuffle_seed, reshuffle_each_iteration=False)
-        return users.batch(batch_size).map(
-            lambda chosen: {key: tf.gather(value, chosen) for key, value in tensors.items()},
-            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+        return ragged_batches(self.ragged_tensors, batch_size, shuffle_seed, max_users)
 
     def dataset(self, batch_size, shuffle_seed=None):
         """Batches of {"user_id", "inputs", "targets"}: float32 [batch, num_movies] in {-1, 0, 1}.
@@ -272,8 +263,9 @@ class ItemPart:
     indexed by their position in ``user_ids``, every user with a training rating.
     """
 
-    def __init__(self, inputs, target=None, like_rate=None):
-        users, movies, stars, labels = _triplets(inputs)
+    def __init__(self, inputs, target=None):
+        users, movies, stars, labels = (np.concatenate(column) for column in zip(
+            *(flat_ratings(part.ragged_tensors, "target") for part in inputs)))
         self.user_ids = np.unique(users)
         self.num_movies = inputs[0].num_movies
         self.train_like_rate = inputs[0].train_like_rate
@@ -283,15 +275,15 @@ class ItemPart:
         if target is None:
             target_rows = input_rows
         else:
-            users, movies, stars, labels = _triplets([target])
+            users, movies, stars, labels = flat_ratings(target.ragged_tensors, "target")
             known = np.isin(users, self.user_ids)
             target_rows = self._by_movie(np.searchsorted(self.user_ids, users[known]), movies[known],
                                          stars[known], labels[known])
-        self.tensors = {"user_id": tf.range(self.num_movies, dtype=tf.int64)}
+        self.ragged_tensors = {"user_id": tf.range(self.num_movies, dtype=tf.int64)}
         for side, (indices, stars, labels) in (("input", input_rows), ("target", target_rows)):
-            self.tensors[f"{side}_movies"] = indices
-            self.tensors[f"{side}_ratings"] = stars
-            self.tensors[f"{side}_labels"] = labels
+            self.ragged_tensors[f"{side}_movies"] = indices
+            self.ragged_tensors[f"{side}_ratings"] = stars
+            self.ragged_tensors[f"{side}_labels"] = labels
 
     def _by_movie(self, user_index, movies, stars, labels):
         order = np.lexsort((user_index, movies))
@@ -301,25 +293,27 @@ class ItemPart:
             ragged(labels.astype(np.int32))
 
     def ragged_dataset(self, batch_size, shuffle_seed=None, max_users=None):
-        dataset = tf.data.Dataset.range(self.num_movies)
-        if max_users is not None:
-            dataset = dataset.take(max_users)
-        if shuffle_seed is not None:
-            dataset = dataset.shuffle(self.num_movies, seed=shuffle_seed, reshuffle_each_iteration=False)
-        tensors = self.tensors
-        return dataset.batch(batch_size).map(
-            lambda index: {key: tf.gather(value, index) for key, value in tensors.items()}).prefetch(
-            tf.data.AUTOTUNE)
+        return ragged_batches(self.ragged_tensors, batch_size, shuffle_seed, max_users)
 
 
-def _triplets(parts):
-    """(users, movies, stars, like labels) of the targets of `parts`, as numpy arrays."""
-    columns = [[], [], [], []]
-    for part in parts:
-        for batch in part.ragged_dataset(4096):
-            movies = batch["target_movies"]
-            columns[0].append(np.repeat(batch["user_id"].numpy(), movies.row_lengths().numpy()))
-            columns[1].append(movies.values.numpy())
-            columns[2].append(batch["target_ratings"].values.numpy())
-            columns[3].append(batch["target_labels"].values.numpy())
-    return [np.concatenate(column) for column in columns]
+def ragged_batches(tensors, batch_size, shuffle_seed=None, max_users=None):
+    """Batches of the cases of `tensors` ({feature: [cases, ...]}, ragged or not) gathered
+    from memory: the first `max_users` cases when given, all shuffled with `shuffle_seed`
+    when given, in order otherwise."""
+    count = int(tensors["user_id"].shape[0])
+    if max_users is not None:
+        count = min(count, int(max_users))
+    cases = tf.data.Dataset.range(count)
+    if shuffle_seed is not None:
+        cases = cases.shuffle(count, seed=shuffle_seed, reshuffle_each_iteration=False)
+    return cases.batch(batch_size).map(
+        lambda chosen: {key: tf.gather(value, chosen) for key, value in tensors.items()},
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def flat_ratings(tensors, side):
+    """(users, movies, stars, like labels) of every ``side`` ("input" or "target") rating in
+    `tensors` (`MovieLensPart.ragged_tensors`), as flat numpy arrays."""
+    movies = tensors[f"{side}_movies"]
+    return (np.repeat(tensors["user_id"].numpy(), movies.row_lengths().numpy()), movies.values.numpy(),
+            tensors[f"{side}_ratings"].values.numpy(), tensors[f"{side}_labels"].values.numpy())

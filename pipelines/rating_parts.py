@@ -104,17 +104,19 @@ def _threshold_of(part):
 
 @functools.lru_cache(maxsize=16)
 def _read_part(part):
-    user_ids, sides = [], {"input": ([], []), "target": ([], [])}
-    for example in part.sparse_dataset().as_numpy_iterator():
-        user_ids.append(int(example["user_id"]))
-        for side, (movies, ratings) in sides.items():
-            movies.append(example[f"{side}_movies"])
-            ratings.append(example[f"{side}_ratings"])
+    import tensorflow as tf
+
+    tensors = part.ragged_tensors  # read once, in the records' order
+    user_ids = tensors["user_id"].numpy()
     order = np.argsort(user_ids, kind="stable")  # file order is not user order
-    rows = lambda side: SparseRows.from_lists([sides[side][0][i] for i in order],
-                                              [sides[side][1][i] for i in order])
-    return RatingPart(part.name, part.num_movies, _threshold_of(part),
-                      np.asarray(user_ids, np.int64)[order], rows("input"), rows("target"))
+
+    def rows(side):
+        movies = tf.gather(tensors[f"{side}_movies"], order)
+        return SparseRows(movies.row_splits.numpy().astype(np.int64), movies.values.numpy().astype(np.int32),
+                          tf.gather(tensors[f"{side}_ratings"], order).values.numpy().astype(np.float32))
+
+    return RatingPart(part.name, part.num_movies, _threshold_of(part), user_ids[order].astype(np.int64),
+                      rows("input"), rows("target"))
 
 
 def rating_part(part):

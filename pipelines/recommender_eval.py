@@ -33,6 +33,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pipelines.movielens_data import flat_ratings
+
 EVAL_BATCH_SIZE = 256
 TOP_K = 10
 CLASSIFICATION_METRICS = ("accuracy", "error", "auc", "log_loss")
@@ -287,13 +289,8 @@ def training_triplets(part):
 
     Read once per part: the model's bias initialisation and the baselines share them (do not
     modify the arrays)."""
-    users, movies, labels = [], [], []
-    for batch in part.ragged_dataset(4096):
-        inputs = batch["input_movies"]
-        users.append(np.repeat(batch["user_id"].numpy(), inputs.row_lengths().numpy()))
-        movies.append(inputs.values.numpy())
-        labels.append(batch["input_labels"].values.numpy())
-    return np.concatenate(users), np.concatenate(movies), np.concatenate(labels).astype(np.float32)
+    users, movies, _, labels = flat_ratings(part.ragged_tensors, "input")
+    return users, movies, labels.astype(np.float32)
 
 
 def like_rates(movies, labels, num_movies, prior_strength=2.0):

@@ -24,6 +24,7 @@ from pipelines import movie_table
 from pipelines import movielens
 from pipelines import runs
 from pipelines.movielens_data import ItemPart
+from pipelines.movielens_data import flat_ratings
 from pipelines.rating_eval import RatingBaselines
 from pipelines.rec_serving import RatingServing
 from pipelines.rec_serving import save_servable
@@ -78,9 +79,8 @@ class RatingRecommender(RBMWeights):
         tf.random.set_seed(self.config.seed)
         if int(self.epoch.numpy()) == 0:
             counts = np.zeros([self.num_movies, int(tf.size(self.levels))])
-            for batch in train.ragged_dataset(4096):
-                levels = self.level_index(batch["input_ratings"].values).numpy()
-                np.add.at(counts, (batch["input_movies"].values.numpy(), levels), 1.0)
+            _, movies, stars, _ = flat_ratings(train.ragged_tensors, "input")
+            np.add.at(counts, (movies, self.level_index(stars).numpy()), 1.0)
             self.rbm.set_visible_bias_from_counts(counts)
 
         def train_epoch(epoch, callbacks):
@@ -248,7 +248,7 @@ class ItemServing:
                                             tf.shape(batch["user_id"])[0])
             hidden.append(rbm.sparse_hidden_probability(ratings, rbm.rows_of(units)[0]))
         self.movie_hidden = tf.Variable(tf.concat(hidden, 0), trainable=False)
-        stars = train.tensors["input_ratings"]
+        stars = train.ragged_tensors["input_ratings"]
         self.movie_mean = tf.Variable(tf.math.divide_no_nan(tf.reduce_sum(stars, axis=1), tf.cast(
             stars.row_lengths(), tf.float32)), trainable=False)
         self.users = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
