@@ -33,6 +33,7 @@ from pipelines.recommender_eval import majority_label
 from rbm_tf.config import RatingRBMConfig
 from rbm_tf.rating_rbm import RatingRBM
 from rbm_tf.rbm import SparseRatings
+from rbm_tf.recommender import TRAIN_MONITOR_USERS
 from rbm_tf.sparse_training import RBMWeights
 from rbm_tf.sparse_training import SparseCDTrainer
 
@@ -89,7 +90,7 @@ class RatingRecommender(RBMWeights):
             self.trainer.flush()
             self.epoch.assign(epoch + 1)
             callbacks.on_test_begin()
-            logs = self.evaluate(train, max_users=20_000)
+            logs = self.evaluate(train, max_users=TRAIN_MONITOR_USERS)
             if validation_data is not None:
                 logs.update({f"val_{key}": value for key, value in self.evaluate(validation_data).items()})
             callbacks.on_test_end()

@@ -48,10 +48,6 @@ class SparseRatings:
         return cls(tf.cast(rows, tf.int32), columns, tf.cast(values, tf.float32),
                    tf.cast(batch_size, tf.int32), tf.size(movies)), movies
 
-    @property
-    def indices(self):
-        return tf.stack([self.rows, self.columns], axis=1)
-
     def times(self, values, matrix):
         """The [batch, columns] matrix holding `values` [n] at the observed places (0
         elsewhere) times `matrix` [columns, h]: [batch, h], never built densely. ``rows``
