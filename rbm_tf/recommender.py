@@ -88,6 +88,9 @@ class Recommender(RBMWeights):
             self.like_logit = tf.Variable(0.0, trainable=False, name="like_logit")
             self.rating_share = tf.Variable(tf.fill([self.num_movies], 1.0 / self.num_movies),
                                             trainable=False, name="rating_share")
+            # each movie's log-odds of a like (its training like rate, shrunk): what a user's
+            # offset is measured against
+            self.item_logit = tf.Variable(tf.zeros([self.num_movies]), trainable=False, name="item_logit")
         self._replicated_step = None if strategy is None else \
             ReplicatedCDStep(self.trainer, strategy, seed=config.seed)
         self.stop_training = False
@@ -99,30 +102,36 @@ class Recommender(RBMWeights):
     def trackables(self):
         """What a checkpoint of this model holds: the trainer (RBM, optimizer, chains) and epoch."""
         return {"trainer": self.trainer, "epoch": self.epoch, "like_logit": self.like_logit,
-                "rating_share": self.rating_share}
+                "rating_share": self.rating_share, "item_logit": self.item_logit}
 
     def user_offset(self, ratings):
-        """Each user's log-odds of a like beyond everyone's, from their own ratings [batch].
+        """Each user's log-odds of a like beyond what the movies they rated predict [batch],
+        from their own ratings in {-1, 0, 1} [batch, num_movies].
 
-        The user's like rate is shrunk towards everyone's by `USER_PRIOR_STRENGTH` ratings, so
-        a user with few ratings gets a small offset. It enters the RBM as a per-user visible
-        bias: the hidden units then explain each user's tastes beyond how generous they are.
+        It is the user bias of a logistic model of user and movie biases, fitted to the user's
+        ratings with the movies' log-odds (`item_logit`) held fixed: one Newton step from 0,
+        sum(like - p) / (sum p (1 - p) + prior), where p is each rated movie's like rate and
+        the prior is worth `USER_PRIOR_STRENGTH` ratings at everyone's rate. A user who rates
+        only well-liked movies is not taken for a generous one, and a user with few ratings
+        gets a small offset. It enters the RBM as a per-user visible bias: the hidden units
+        then explain each user's tastes beyond how generous they are.
         """
-        likes = tf.reduce_sum(tf.cast(ratings > 0.5, tf.float32), axis=-1)
-        known = tf.reduce_sum(tf.cast(ratings >= 0.0, tf.float32), axis=-1)
-        return self._offset(likes, known)
+        known = ratings >= 0.0
+        p = tf.sigmoid(self.item_logit)[tf.newaxis, :]
+        return self._offset(tf.reduce_sum(tf.where(known, ratings - p, 0.0), axis=-1),
+                            tf.reduce_sum(tf.where(known, p * (1.0 - p), 0.0), axis=-1))
 
-    def sparse_user_offset(self, rows, values, batch_size):
+    def sparse_user_offset(self, rows, movies, values, batch_size):
         """`user_offset` of sparse ratings (`sparse_ratings`)."""
-        return self._offset(tf.math.unsorted_segment_sum(values, rows, batch_size),
-                            tf.math.unsorted_segment_sum(tf.ones_like(values), rows, batch_size))
+        p = tf.gather(tf.sigmoid(self.item_logit), movies)
+        return self._offset(tf.math.unsorted_segment_sum(values - p, rows, batch_size),
+                            tf.math.unsorted_segment_sum(p * (1.0 - p), rows, batch_size))
 
-    def _offset(self, likes, known):
+    def _offset(self, residual, information):
         if not self.config.user_offset:
             return None
         rate = tf.sigmoid(self.like_logit)
-        user_rate = (likes + USER_PRIOR_STRENGTH * rate) / (known + USER_PRIOR_STRENGTH)
-        return tf.math.log(user_rate) - tf.math.log1p(-user_rate) - self.like_logit
+        return residual / (information + USER_PRIOR_STRENGTH * rate * (1.0 - rate))
 
     def like_probability(self, ratings):
         """p(like) of every movie [batch, num_movies] from ratings in {-1, 0, 1} (a tensor)."""
@@ -158,6 +167,8 @@ class Recommender(RBMWeights):
             rate = float(np.clip(labels.mean(), 1e-3, 1 - 1e-3))
             self.like_logit.assign(np.log(rate / (1 - rate)))
             self.rating_share.assign(np.bincount(movies, minlength=self.num_movies) / len(movies))
+            item_rate = like_rates(movies, labels, self.num_movies, prior_strength=USER_PRIOR_STRENGTH)
+            self.item_logit.assign(np.log(item_rate) - np.log1p(-item_rate))
 
         def train_epoch(epoch, callbacks):
             # one shuffle seed per epoch, so a resumed run sees the same batches as an unbroken one
@@ -194,7 +205,7 @@ class Recommender(RBMWeights):
             rows, movies, values = sparse_ratings(batch["input_movies"], batch["input_labels"])
             batch_size = tf.shape(batch["user_id"])[0]
             self.trainer.train_step(rows, movies, values, batch_size,
-                                    self.sparse_user_offset(rows, values, batch_size))
+                                    self.sparse_user_offset(rows, movies, values, batch_size))
 
     @tf.function(reduce_retracing=True)
     def _train_replicated(self, batch):
@@ -202,7 +213,7 @@ class Recommender(RBMWeights):
         rows, movies, values = sparse_ratings(batch["input_movies"], batch["input_labels"])
         batch_size = tf.shape(batch["user_id"])[0]
         self._replicated_step(rows, movies, values, batch_size,
-                              self.sparse_user_offset(rows, values, batch_size))
+                              self.sparse_user_offset(rows, movies, values, batch_size))
 
     # -- prediction and evaluation -------------------------------------------------------------
 
@@ -260,7 +271,7 @@ class Recommender(RBMWeights):
         return RecommenderServing(self.rbm, self.movie_ids, movie_table_path=movie_table_path,
                                   like_probability=self.like_probability,
                                   ranking_score=self.ranking_score,
-                                  variables=[self.like_logit, self.rating_share])
+                                  variables=[self.like_logit, self.rating_share, self.item_logit])
 
     def export(self, path):
         """Write the servable recommender (signatures serving_default and recommend, the movie
@@ -297,9 +308,9 @@ class RecommenderScorer(Scorer):
         rbm = self.model.rbm
         rows, movies, values = sparse_ratings(batch["input_movies"], batch["input_labels"])
         batch_size = tf.shape(batch["user_id"])[0]
-        ratings, movies = SparseRatings.of_movies(rows, movies, values, batch_size)
-        hidden = rbm.sparse_hidden_probability(ratings, rbm.rows_of(movies)[0])
-        return hidden, self.model.sparse_user_offset(rows, values, batch_size)
+        offset = self.model.sparse_user_offset(rows, movies, values, batch_size)
+        ratings, rated = SparseRatings.of_movies(rows, movies, values, batch_size)
+        return rbm.sparse_hidden_probability(ratings, rbm.rows_of(rated)[0]), offset
 
     def target_probability(self, state, batch):
         hidden, offset = state

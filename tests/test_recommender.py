@@ -22,6 +22,7 @@ from rbm_tf import Recommender
 from rbm_tf import RecommenderConfig
 from rbm_tf.recommender_training import export_recommender_run
 from rbm_tf.recommender_training import train_recommender
+from rbm_tf.recommender import sparse_ratings
 from tests.conftest import planted_ml100k_ratings
 from tests.conftest import write_ml100k
 
@@ -314,20 +315,32 @@ def test_run_files_are_only_ever_replaced_whole(data, tmp_path, monkeypatch):
     assert not list(run_dir.glob(".*.tmp"))
 
 
-def test_a_users_offset_is_their_shrunk_like_rate_against_everyones():
+def test_a_users_offset_is_their_bias_beyond_what_the_movies_they_rated_predict():
     model = Recommender(4, SMALL)
     model.like_logit.assign(np.log(0.8 / 0.2))
+    rates = np.array([0.9, 0.5, 0.8, 0.6], np.float32)
+    model.item_logit.assign(np.log(rates / (1 - rates)))
     ratings = tf.constant([[1, 1, 0, -1], [-1, -1, -1, -1], [0, 0, 0, 0]], tf.float32)
-    # two likes in three ratings, shrunk with five ratings at 0.8: (2 + 4) / (3 + 5) = 0.75
-    want = [math.log(0.75 / 0.25) - math.log(4.0),
+    # one Newton step of the user bias: sum(like - p) / (sum p (1 - p) + 5 ratings x 0.8 x 0.2)
+    want = [((1 - 0.9) + (1 - 0.5) + (0 - 0.8)) / (0.09 + 0.25 + 0.16 + 0.8),
             0.0,
-            math.log((0 + 4) / (4 + 5) / (1 - (0 + 4) / (4 + 5))) - math.log(4.0)]
+            -(0.9 + 0.5 + 0.8 + 0.6) / (0.09 + 0.25 + 0.16 + 0.24 + 0.8)]
     np.testing.assert_allclose(model.user_offset(ratings).numpy(), want, rtol=1e-5, atol=1e-6)
+    rows, movies, values = sparse_ratings(*ragged_ratings(ratings))
+    np.testing.assert_allclose(model.sparse_user_offset(rows, movies, values, 3).numpy(), want,
+                               rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(
         model.predict(ratings),
         model.rbm.reconstruct(ratings, ratings >= 0, model.user_offset(ratings)).numpy())
     off = Recommender(4, SMALL, user_offset=False)
     assert off.user_offset(ratings) is None
+
+
+def ragged_ratings(ratings):
+    """The known entries of dense ratings as ragged (movies, labels), as batches carry them."""
+    known = ratings >= 0
+    movies = tf.ragged.boolean_mask(tf.broadcast_to(tf.range(ratings.shape[1]), ratings.shape), known)
+    return movies, tf.ragged.boolean_mask(ratings, known)
 
 
 def test_recommendations_are_ranked_by_the_chance_of_rating_and_liking(data):
