@@ -1,7 +1,9 @@
 """How star-rating predictors are measured, and the baselines they are measured against.
 
 ``rmse`` and ``mae`` are over every held-out (target) rating of a part, predicted from the
-user's input ratings only; ``num_ratings`` counts them. A predictor is
+user's input ratings only; ``num_ratings`` counts them. ``auc`` is the ROC-AUC of the predicted
+stars as a score of like (a held-out rating >= the part's like threshold) against dislike: it
+puts a rating model beside the like/dislike recommenders. A predictor is
 ``predict(user_ids, input_stars) -> predicted stars``, both dense float32 [users, num_movies]
 with 0 where not rated (`pipelines.rating_parts`).
 
@@ -13,6 +15,7 @@ ratings alone: the user bias is refitted from them, given the movie biases (for 
 user this is the bias the fit found).
 """
 
+import keras
 import numpy as np
 
 from pipelines.rating_parts import MISSING
@@ -20,41 +23,54 @@ from pipelines.rating_parts import rating_part
 from pipelines.rating_parts import user_batches
 
 RATING_METRICS = ("rmse", "mae")
+LIKE_METRICS = ("auc",)
 BIAS_L2_CHOICES = (1.0, 3.0, 10.0, 25.0, 50.0)
 RATING_BASELINES = ("global_mean", "user_item_biases")
 
 
 class RatingErrors:
-    """Accumulates squared and absolute errors of predicted stars at the target ratings."""
+    """Accumulates squared and absolute errors of predicted stars at the target ratings, and
+    the ROC-AUC of the predicted stars as a like score."""
 
-    def __init__(self):
+    def __init__(self, like_threshold=3.0):
+        self.like_threshold = float(like_threshold)
+        self.auc = keras.metrics.AUC(num_thresholds=2001)
         self.reset()
 
     def reset(self):
         self.squared = 0.0
         self.absolute = 0.0
         self.count = 0
+        self.auc.reset_state()
 
     def update(self, predicted, targets):
         """`predicted`, `targets`: [users, num_movies]; targets MISSING where not held out."""
         known = targets != MISSING
-        error = np.asarray(predicted, np.float64)[known] - targets[known]
+        predicted = np.asarray(predicted, np.float64)[known]
+        error = predicted - targets[known]
         self.squared += float(np.sum(error ** 2))
         self.absolute += float(np.sum(np.abs(error)))
         self.count += int(known.sum())
+        # any increasing map of the stars into (0, 1) ranks them alike: the AUC's thresholds
+        # are finest around the like threshold
+        score = 1.0 / (1.0 + np.exp(self.like_threshold - predicted))
+        self.auc.update_state((targets[known] >= self.like_threshold).astype(np.float32),
+                              score.astype(np.float32))
 
     def result(self):
         if not self.count:
-            return {"rmse": None, "mae": None, "num_ratings": 0}
+            return {"rmse": None, "mae": None, "auc": None, "num_ratings": 0}
         return {"rmse": float(np.sqrt(self.squared / self.count)),
-                "mae": self.absolute / self.count, "num_ratings": self.count}
+                "mae": self.absolute / self.count, "auc": float(self.auc.result()),
+                "num_ratings": self.count}
 
 
 def evaluate_ratings(predict, part, batch_size=256):
-    """{"rmse", "mae", "num_ratings"} of `predict` on `part`'s targets (a MovieLensPart or a
-    RatingPart), each user predicted from their inputs."""
-    errors = RatingErrors()
-    for batch in user_batches(rating_part(part), batch_size):
+    """{"rmse", "mae", "auc", "num_ratings"} of `predict` on `part`'s targets (a MovieLensPart
+    or a RatingPart), each user predicted from their inputs."""
+    part = rating_part(part)
+    errors = RatingErrors(part.like_threshold)
+    for batch in user_batches(part, batch_size):
         errors.update(predict(batch.user_ids, batch.inputs), batch.targets)
     return errors.result()
 
@@ -117,9 +133,9 @@ class RatingBaselines:
         _, self.bias_l2, self.predictors["user_item_biases"] = min(scored, key=lambda s: s[0])
 
     def evaluate(self, part, prefix=""):
-        """{baseline: {prefix + "rmse", prefix + "mae"}} on `part`."""
+        """{baseline: {prefix + "rmse", prefix + "mae", prefix + "auc"}} on `part`."""
         results = {}
         for name, predict in self.predictors.items():
             metrics = evaluate_ratings(predict, part)
-            results[name] = {f"{prefix}{key}": metrics[key] for key in RATING_METRICS}
+            results[name] = {f"{prefix}{key}": metrics[key] for key in RATING_METRICS + LIKE_METRICS}
         return results

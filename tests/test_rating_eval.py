@@ -46,7 +46,19 @@ def test_rmse_and_mae_match_numpy_on_the_held_out_ratings_only():
     assert result["rmse"] == pytest.approx(math.sqrt(np.mean(errors ** 2)))
     assert result["mae"] == pytest.approx(np.mean(np.abs(errors)))
     assert result["num_ratings"] == 4
-    assert RatingErrors().result() == {"rmse": None, "mae": None, "num_ratings": 0}
+    assert RatingErrors().result() == {"rmse": None, "mae": None, "auc": None, "num_ratings": 0}
+
+
+def test_the_like_auc_ranks_held_out_likes_by_their_predicted_stars():
+    # held out: three likes (4, 5 and 3 stars) and one dislike (1 star, at (2, 3))
+    predicted = np.array([[1, 1, 3.5, 1], [4, 9, 9, 9], [9, 2, 9, 1.5]], np.float32)
+    assert evaluate_ratings(lambda users, inputs: predicted, tiny_part())["auc"] == pytest.approx(1.0)
+    # the dislike predicted above the like predicted 2 stars, below the other two: 2 of 3 pairs
+    predicted[2, 3] = 3.0
+    assert evaluate_ratings(lambda users, inputs: predicted, tiny_part())["auc"] == pytest.approx(2 / 3, abs=1e-3)
+    # a constant prediction (the global mean) cannot tell them apart
+    constant = np.full([3, 4], 3.7, np.float32)
+    assert evaluate_ratings(lambda users, inputs: constant, tiny_part())["auc"] == pytest.approx(0.5)
 
 
 def test_global_mean_predicts_the_mean_training_rating():
@@ -118,7 +130,8 @@ def test_rating_baselines_choose_the_biases_l2_on_validation(data):
     baselines = RatingBaselines(data.train, data.validation, l2_choices=(1.0, 1000.0))
     results = baselines.evaluate(data.test, prefix="test_")
     assert set(results) == {"global_mean", "user_item_biases"}
-    assert set(results["global_mean"]) == {"test_rmse", "test_mae"}
+    assert set(results["global_mean"]) == {"test_rmse", "test_mae", "test_auc"}
+    assert results["global_mean"]["test_auc"] == pytest.approx(0.5)
     assert results["user_item_biases"]["test_rmse"] < results["global_mean"]["test_rmse"]
     on_validation = {l2: evaluate_ratings(RatingBiases(data.train, l2), data.validation)["rmse"]
                      for l2 in (1.0, 1000.0)}
