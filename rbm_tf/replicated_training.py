@@ -1,5 +1,5 @@
 """Training with every global batch shared among replicas (tf.distribute): the recommender's
-sparse CD and the DBN's dense CD.
+sparse CD, the DBN's dense CD and the fine-tuning of its classifier.
 
 Every step follows one pattern (`all_reduced`): each replica takes its contiguous share of the
 global batch (every worker reads the same seeded batches), computes its gradients, weighted so
@@ -11,6 +11,8 @@ weights whatever the number of replicas.
 
 * `ReplicatedCDStep`: sparse CD of the recommender (below);
 * `ReplicatedDenseCDStep`: dense CD of a `CDTrainer` (the DBN's greedy pre-training);
+* `fit_classifier`: backpropagation of a Keras classifier (the DBN's fine-tuning), where
+  Keras's own `fit` fails under several workers.
 
 `ReplicatedCDStep` makes one update of a `SparseCDTrainer`'s RBM from a global batch of users
 under a `tf.distribute` strategy (mirrored devices, or several workers):
@@ -35,8 +37,10 @@ avoids. The weights equal those of the single-device update after its `flush`.
 
 import itertools
 
+import keras
 import tensorflow as tf
 
+from pipelines import loop
 from pipelines.distribute import replica_share
 from rbm_tf.rbm import SparseRatings
 from rbm_tf.training import reconstruction_error
@@ -199,3 +203,65 @@ class ReplicatedDenseCDStep:
             gradients.append(chain_rows(chain_end, start, end, batch_size))
         return gradients
 
+
+def fit_classifier(model, strategy, train, validation_data=None, epochs=1, initial_epoch=0,
+                   callbacks=()):
+    """Keras `fit` of a classifier compiled with an optimizer (its variables made in
+    `strategy.scope()`) on batches of (images, integer labels), under `strategy`, by a loop of
+    our own: Keras 3's `fit` under MultiWorkerMirroredStrategy fails on its first step with
+    (images, labels) batches (keras-team/keras#20585, tensorflow/tensorflow#72388).
+
+    Each replica takes its share of a global batch; the gradients of the global batch's mean
+    sparse categorical cross-entropy are all-reduced and the model's optimizer applies them
+    once. Logs "loss", "accuracy" (means over the epoch's examples, while the weights moved)
+    and "val_loss", "val_accuracy", as `fit` does, through `callbacks`. Returns the History.
+    """
+    if not model.optimizer.built:  # its slots must be made in the scope, not in the first step
+        with strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+
+    def sums(images, labels, training):
+        start, end = replica_rows(tf.shape(images)[0])
+        probabilities = model(images[start:end], training=training)
+        labels = tf.cast(labels[start:end], tf.int64)
+        correct = tf.cast(tf.equal(tf.argmax(probabilities, axis=-1), labels), tf.float32)
+        return tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(labels, probabilities)), \
+            tf.reduce_sum(correct)
+
+    def replica_step(images, labels):
+        with tf.GradientTape() as tape:
+            loss, correct = sums(images, labels, True)
+            # this replica's part of the global batch's mean: the parts sum to it
+            objective = loss / tf.cast(tf.shape(images)[0], tf.float32)
+        return [*tape.gradient(objective, model.trainable_variables), loss, correct]
+
+    def train_sums(images, labels):
+        *gradients, loss, correct = all_reduced(strategy, replica_step, (images, labels))
+        model.optimizer.apply(gradients, model.trainable_variables)
+        return tf.stack([loss, correct])
+
+    def test_sums(images, labels):
+        return tf.stack(all_reduced(strategy, lambda *batch: list(sums(*batch, False)), (images, labels)))
+
+    def mean_over(dataset, step):
+        totals, count = tf.zeros([2]), 0
+        for images, labels in dataset:
+            totals += step(images, labels)
+            count += int(images.shape[0])
+        loss, correct = totals.numpy() / max(count, 1)
+        return {"loss": float(loss), "accuracy": float(correct)}
+
+    # traced once for batches of any size
+    train_step = tf.function(train_sums, input_signature=tuple(train.element_spec))
+    if validation_data is not None:
+        test_step = tf.function(test_sums, input_signature=tuple(validation_data.element_spec))
+
+    def train_epoch(epoch, callback_list):
+        logs = mean_over(train, train_step)
+        if validation_data is not None:
+            callback_list.on_test_begin()
+            logs.update({f"val_{key}": value for key, value in mean_over(validation_data, test_step).items()})
+            callback_list.on_test_end()
+        return logs
+
+    return loop.fit_loop(model, train_epoch, epochs, initial_epoch=initial_epoch, callbacks=callbacks)
