@@ -32,6 +32,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from pipelines import distribute
 from pipelines import figures
 from pipelines import images
 from pipelines import loop
@@ -43,6 +44,7 @@ from rbm_tf.dbn import DBN
 from rbm_tf.dbn_config import CLASSIFIERS
 from rbm_tf.dbn_config import DBNConfig
 from rbm_tf.pretraining import GreedyPretrainer
+from rbm_tf.replicated_training import fit_classifier
 
 MODEL_NAME = "dbn"
 # test images whose pseudo-log-likelihood is logged every pre-training epoch
@@ -57,13 +59,19 @@ class DBNRun(tf.Module):
     """Everything a run trains, with its progress: what one checkpoint holds (`trackables`).
 
     ``classifiers[name]`` and ``optimizers[name]`` for name in CLASSIFIERS; ``epochs_done[name]``
-    counts each classifier's finished epochs (``pretrainer.epochs_done`` each RBM's).
+    counts each classifier's finished epochs (``pretrainer.epochs_done`` each RBM's). With a
+    `strategy` every variable is made in its scope.
     """
 
-    def __init__(self, config: DBNConfig):
+    def __init__(self, config: DBNConfig, strategy=None):
         super().__init__(name="dbn_run")
+        with distribute.scope(strategy):
+            self._build(config, strategy)
+
+    def _build(self, config, strategy):
         self.dbn = DBN(config.layer_sizes, seed=config.seed)
-        self.pretrainer = GreedyPretrainer(self.dbn, config.cd_config(), batch_size=config.batch_size)
+        self.pretrainer = GreedyPretrainer(self.dbn, config.cd_config(), batch_size=config.batch_size,
+                                           strategy=strategy, seed=config.seed)
         self.classifiers = {
             name: build_classifier(config.layer_sizes, images.NUM_CLASSES, activation,
                                    dropout=dropout, seed=config.seed)
@@ -162,8 +170,9 @@ def plot_fine_tuning(epochs, path, dataset):
                       path, title=f"test error while fine-tuning ({dataset})")
 
 
-def fine_tune(run, models, name, config, train, test, log=None):
-    """Train classifier `name` to config.finetune_epochs with Keras `fit`, every epoch through `run`."""
+def fine_tune(run, models, name, config, train, test, log=None, strategy=None):
+    """Train classifier `name` to config.finetune_epochs with Keras `fit` (under a `strategy`,
+    `rbm_tf.replicated_training.fit_classifier`), every epoch through `run`."""
     model = models.classifiers[name]
     done = int(models.epochs_done[name].numpy())
     if name == "dbn" and done == 0:
@@ -180,6 +189,10 @@ def fine_tune(run, models, name, config, train, test, log=None):
             f"  train accuracy {record['train_accuracy']:.4f}  test error {record['test_error']:.4%}"))
     # the train accuracy is the running mean while the weights moved (and dropout was on), as
     # Keras reports it
+    if strategy is not None:
+        fit_classifier(model, strategy, train, validation_data=test, epochs=config.finetune_epochs,
+                       initial_epoch=done, callbacks=[monitor])
+        return
     model.fit(train, validation_data=test, epochs=config.finetune_epochs, initial_epoch=done,
               shuffle=False, verbose=0,
               callbacks=[monitor])
@@ -225,7 +238,7 @@ def final_summary(epochs, config):
 
 # -- the run --------------------------------------------------------------------------------------
 
-def train_dbn(config, data, run_dir, resume=False, export=True, log=None):
+def train_dbn(config, data, run_dir, resume=False, export=True, log=None, strategy=None):
     """Pre-train, fine-tune and run both baselines on `data` (a `pipelines.image_data.ImageData`)
     in `run_dir`; draw, export; returns metrics.json's content {"final", "epochs"}.
 
@@ -234,7 +247,18 @@ def train_dbn(config, data, run_dir, resume=False, export=True, log=None):
     all; a config given may differ from them only in `pretrain_epochs` and `finetune_epochs`
     (see `load_dbn_config`). `log(line)` gets a line of progress per epoch. The fine-tuned
     classifier is exported to RUN/export/dbn/<version>/ unless `export` is False.
+
+    `strategy` (`pipelines.distribute.make_strategy`) shares every batch of pre-training and
+    fine-tuning among its replicas (`rbm_tf.replicated_training`): the same global batches give
+    the same weights whatever the number of replicas (dropout masks aside). With several
+    workers, every worker runs this call and only the chief writes `run_dir`.
     """
+    with distribute.writable_run_dir(strategy, run_dir, resume) as own_dir:
+        return _train(config, data, own_dir, resume, export and distribute.is_chief(strategy), log,
+                      strategy)
+
+
+def _train(config, data, run_dir, resume, export, log, strategy):
     config = _resumed_config(run_dir, config) if resume else (config or DBNConfig())
     if data.name != config.dataset:
         raise ValueError(f"data holds {data.name} but the config's dataset is {config.dataset}")
@@ -245,7 +269,7 @@ def train_dbn(config, data, run_dir, resume=False, export=True, log=None):
     test = data.dataset("test", TEST_BATCH_SIZE)
     monitor_images = next(iter(data.dataset("test", MONITOR_EXAMPLES)))[0]
 
-    models = DBNRun(config)
+    models = DBNRun(config, strategy)
     restored = run.track(**models.trackables())
     if restored:
         _check_growth(models, config)
@@ -260,7 +284,7 @@ def train_dbn(config, data, run_dir, resume=False, export=True, log=None):
     pretrain(run, models, config, train, monitor_images, log)
     draw_filters_and_samples(models.dbn, run.path, config)
     for name in CLASSIFIERS:
-        fine_tune(run, models, name, config, train, test, log)
+        fine_tune(run, models, name, config, train, test, log, strategy)
     write_export = functools.partial(save_classifier, models.classifiers["dbn"])
     return run.finish(final_summary(run.metrics_log.epochs, config),
                       export=write_export if export else None, model_name=MODEL_NAME)

@@ -13,6 +13,7 @@ from rbm_tf.config import CDConfig
 from rbm_tf.dbn import DBN
 from rbm_tf.monitoring import binarize
 from rbm_tf.monitoring import pseudo_log_likelihood
+from rbm_tf.replicated_training import ReplicatedDenseCDStep
 from rbm_tf.training import CDTrainer
 from rbm_tf.training import reconstruction_error
 
@@ -22,14 +23,20 @@ class GreedyPretrainer(tf.Module):
 
     Trackable: ``tf.train.Checkpoint(pretrainer=...)`` keeps every layer's weights, optimizer
     state, random generator and ``epochs_done[layer]``, so training resumes mid-stack.
+
+    With a `strategy` (the DBN's variables made in its scope, this pretrainer made there too)
+    every batch is shared among its replicas (`rbm_tf.replicated_training.ReplicatedDenseCDStep`),
+    RBM ``i`` sampling from stateless seeds derived from ``seed + i``.
     """
 
-    def __init__(self, dbn: DBN, config: CDConfig = CDConfig(), batch_size=100, name=None):
+    def __init__(self, dbn: DBN, config: CDConfig = CDConfig(), batch_size=100, strategy=None,
+                 seed=0, name=None):
         super().__init__(name=name)
         self.dbn = dbn
         self.trainers = [CDTrainer(rbm, config, batch_size=batch_size) for rbm in dbn.rbms]
         self.epochs_done = tf.Variable(tf.zeros([dbn.num_layers], tf.int64), trainable=False,
                                        name="epochs_done")
+        self.strategy, self.seed = strategy, int(seed)
         # what keras.callbacks expect of the model they watch (see pipelines.loop.fit_loop)
         self.stop_training = False
         self.history = None
@@ -46,10 +53,12 @@ class GreedyPretrainer(tf.Module):
         """One pass of CD updates of RBM ``layer`` over ``images``; its mean reconstruction error.
 
         Counts the epoch in ``epochs_done[layer]`` (checkpointed with the weights)."""
-        trainer = self.trainers[layer]
+        train_step = self.trainers[layer].train_step
+        if self.strategy is not None:
+            train_step = ReplicatedDenseCDStep(self.trainers[layer], self.strategy, self.seed + layer)
         error = keras.metrics.Mean()
         for visible in self.dbn.layer_inputs(images, layer):
-            error.update_state(trainer.train_step(visible)["reconstruction_error"])
+            error.update_state(train_step(visible)["reconstruction_error"])
         self.epochs_done[layer].assign(self.epochs_done[layer] + 1)
         return float(error.result())
 

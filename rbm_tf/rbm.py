@@ -144,18 +144,20 @@ class RBM(tf.Module):
         uniform = uniform or self.generator.uniform
         return tf.cast(uniform(tf.shape(probability)) < probability, tf.float32)
 
-    def sample_hidden(self, visible, mask=None):
-        """Hidden probabilities and a Bernoulli sample of them."""
+    def sample_hidden(self, visible, mask=None, uniform=None):
+        """Hidden probabilities and a Bernoulli sample of them (``uniform(shape)``: the
+        uniform numbers to sample with; default the model's generator)."""
         probability = self.hidden_probability(visible, mask)
-        return probability, self._bernoulli(probability)
+        return probability, self._bernoulli(probability, uniform)
 
-    def sample_visible(self, hidden, mask=None, visible=None, offset=None):
+    def sample_visible(self, hidden, mask=None, visible=None, offset=None, uniform=None):
         """Visible probabilities and a sample; where ``mask`` is False the sample keeps ``visible``.
 
         With the pair layout a sample of the two-way softmax is one Bernoulli draw of "1".
+        ``uniform`` as in `sample_hidden`.
         """
         probability = self.visible_probability(hidden, offset)
-        sample = self._bernoulli(probability)
+        sample = self._bernoulli(probability, uniform)
         if mask is not None:
             sample = tf.where(mask, sample, visible)
         return probability, sample
@@ -302,7 +304,7 @@ class RBM(tf.Module):
     # -- learning ----------------------------------------------------------------------------
 
     def contrastive_divergence(self, visible, mask=None, k=1, chain_start=None,
-                               mean_field_visible=False, offset=None):
+                               mean_field_visible=False, offset=None, uniform=None):
         """Gradients of the negative log-likelihood estimated by CD-k (or PCD), batch-averaged.
 
         The chain starts from a hidden sample given the data, or from ``chain_start`` (a hidden
@@ -311,6 +313,9 @@ class RBM(tf.Module):
         guide for pixel intensities: less sampling noise in the negative statistics); missing
         ones stay missing. The statistics use hidden probabilities. ``offset`` is the per-case
         visible bias of `visible_probability`, a fixed input of the model (no gradient).
+        ``uniform(shape)`` draws the uniform numbers of every sample, [batch, hidden] for the
+        hidden units and [batch, num_visible] for the visible ones (default: the model's
+        generator).
 
         Returns (gradients, chain_end): ``gradients`` is a list matching ``self.variables_for_
         training`` (weights, visible bias, hidden bias), signed for minimisation so an optimizer
@@ -319,7 +324,7 @@ class RBM(tf.Module):
         visible = tf.convert_to_tensor(visible, tf.float32)
         batch_size = tf.cast(tf.shape(visible)[0], tf.float32)
         positive_units = self.visible_units(visible, mask)
-        positive_hidden, hidden = self.sample_hidden(visible, mask)
+        positive_hidden, hidden = self.sample_hidden(visible, mask, uniform)
         if chain_start is not None:
             hidden = chain_start
         negative_visible = visible
@@ -330,8 +335,8 @@ class RBM(tf.Module):
                 if mask is not None:
                     negative_visible = tf.where(mask, negative_visible, visible)
             else:
-                _, negative_visible = self.sample_visible(hidden, mask, visible, offset)
-            negative_hidden, hidden = self.sample_hidden(negative_visible, mask)
+                _, negative_visible = self.sample_visible(hidden, mask, visible, offset, uniform)
+            negative_hidden, hidden = self.sample_hidden(negative_visible, mask, uniform)
         negative_units = self.visible_units(negative_visible, mask)
         weights_gradient = -(tf.matmul(positive_units, positive_hidden, transpose_a=True)
                              - tf.matmul(negative_units, negative_hidden, transpose_a=True)) / batch_size

@@ -40,14 +40,19 @@ class CDTrainer(tf.Module):
         gradients, chain_end = self.rbm.contrastive_divergence(
             visible, mask, k=self.config.k, chain_start=chain_start,
             mean_field_visible=self.config.mean_field_visible, offset=offset)
-        if self.config.weight_decay:
-            gradients[0] = gradients[0] + self.config.weight_decay * self.rbm.weights
-        self.optimizer.apply(gradients, self.rbm.variables_for_training)
+        self.apply(gradients)
         if self.persistent_hidden is not None:
             self.persistent_hidden[: tf.shape(visible)[0]].assign(chain_end)
         if not monitor:
             return {}
         return {"reconstruction_error": reconstruction_error(self.rbm, visible, mask, offset)}
+
+    def apply(self, gradients):
+        """One SGD-with-momentum update from a batch's CD `gradients` (weights, visible bias,
+        hidden bias, as `RBM.contrastive_divergence` returns them), weight decay added here."""
+        if self.config.weight_decay:
+            gradients = [gradients[0] + self.config.weight_decay * self.rbm.weights, *gradients[1:]]
+        self.optimizer.apply(gradients, self.rbm.variables_for_training)
 
 
 def reconstruction_error(rbm: RBM, visible, mask=None, offset=None):

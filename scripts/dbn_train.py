@@ -56,10 +56,12 @@ def build_parser():
                         help="seed of weights, sampling, dropout and shuffling (default: %(default)s)")
     _arguments.add_contrastive_divergence_arguments(parser, defaults)
     _arguments.add_run_arguments(parser)
+    _arguments.add_strategy_argument(parser)
     return parser
 
 
 def body(args):
+    from pipelines.distribute import make_strategy
     from pipelines.image_data import prepare_images
     from rbm_tf.dbn_training import load_dbn_config
     from rbm_tf.dbn_training import train_dbn
@@ -77,7 +79,7 @@ def body(args):
     config = _cli.config_of(DBNConfig, **{**settings, **epochs})
     data = prepare_images(config.dataset, args.data_dir, args.raw_dir, log=print)
     final = train_dbn(config, data, args.run_dir, resume=args.resume, export=not args.no_export,
-                      log=print)["final"]
+                      log=print, strategy=make_strategy(args.strategy))["final"]
     errors = {"dbn": final["test_error"],
               **{name: numbers["test_error"] for name, numbers in final["baselines"].items()}}
     print("final test error: " + ", ".join(f"{name} {error:.2%}" for name, error in errors.items())
