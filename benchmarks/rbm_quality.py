@@ -61,7 +61,10 @@ def run_split(raw_dir, scratch, name, split_settings, config, release="ml-100k")
 
 
 def bootstrap(data, run_dir, resamples=200, seed=0):
-    """95% intervals over users (resampled with replacement) of every test metric."""
+    """95% intervals over users (resampled with replacement) of every test metric, and of the
+    RBM's lead over each baseline: (intervals, differences). Every model is scored on the same
+    resamples, so a difference is paired: its interval says whether the lead is more than the
+    luck of which users were drawn."""
     import tensorflow as tf
 
     model = Recommender.restore(run_dir)
@@ -78,7 +81,7 @@ def bootstrap(data, run_dir, resamples=200, seed=0):
     rng = np.random.default_rng(seed)
     users = np.concatenate([batch["user_id"].numpy() for batch in batches])
     draws = [rng.integers(0, len(users), len(users)) for _ in range(resamples)]
-    intervals = {}
+    samples = {}
     for name, (predict, rank) in predictors.items():
         rows = []
         for batch in batches:
@@ -96,9 +99,17 @@ def bootstrap(data, run_dir, resamples=200, seed=0):
             for metric in METRICS:
                 if result.get(metric) is not None:
                     values[metric].append(result[metric])
-        intervals[name] = {metric: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5)))
-                           for metric, v in values.items() if v}
-    return intervals
+        samples[name] = {metric: np.array(v) for metric, v in values.items() if len(v) == resamples}
+    intervals = {name: {metric: percentiles(v) for metric, v in values.items()}
+                 for name, values in samples.items()}
+    differences = {name: {metric: percentiles(samples["rbm"][metric] - v)
+                          for metric, v in values.items() if metric in samples["rbm"]}
+                   for name, values in samples.items() if name != "rbm"}
+    return intervals, differences
+
+
+def percentiles(values):
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
 def main(argv=None):
@@ -119,7 +130,7 @@ def main(argv=None):
                         else {"split": args.single})
             data, run_dir, final, scores = run_split(args.raw_dir, scratch, args.single, settings,
                                                      config, args.release)
-            intervals = bootstrap(data, run_dir)
+            intervals, differences = bootstrap(data, run_dir)
             print(f"\n{args.release} {args.single}: test metrics with 95% bootstrap intervals over "
                   f"users (best epoch {final['best_epoch']}: {final['verdict']})\n")
             print("| model | " + " | ".join(METRICS) + " |")
@@ -131,7 +142,22 @@ def main(argv=None):
                     low, high = intervals.get(name, {}).get(metric, (None, None))
                     cells.append("-" if value is None else f"{value:.4f} [{low:.4f}, {high:.4f}]")
                 print(f"| {name} | " + " | ".join(cells) + " |")
-            results = {"scores": scores, "intervals": intervals, "final": final}
+            print("\nThe RBM's lead over each baseline, with its 95% interval over the same resampled "
+                  "users (an interval that holds 0 is a tie)\n")
+            print("| rbm minus | " + " | ".join(METRICS) + " |")
+            print("|---|" + "---:|" * len(METRICS))
+            for name in MODELS[1:]:
+                cells = []
+                for metric in METRICS:
+                    if metric not in differences.get(name, {}):
+                        cells.append("-")
+                        continue
+                    low, high = differences[name][metric]
+                    lead = scores["rbm"][metric] - scores[name][metric]
+                    cells.append(f"{lead:+.4f} [{low:+.4f}, {high:+.4f}]")
+                print(f"| {name} | " + " | ".join(cells) + " |")
+            results = {"scores": scores, "intervals": intervals, "differences": differences,
+                       "final": final}
         else:
             per_fold = {}
             for fold in ("u1", "u2", "u3", "u4", "u5"):

@@ -1,6 +1,7 @@
 """How the RBM recommender's cost grows with the ratings, and how it compares with its peer.
 
     python benchmarks/rbm_scale.py sizes --sizes 1e5 1e6 1e7 2.5e7 [--work-dir /tmp/rbm-scale]
+    python benchmarks/rbm_scale.py models --sizes 1e5 1e6 [--movies 5000]
     python benchmarks/rbm_scale.py peer --raw-dir ../shared/data/ml-100k --torch-python /tmp/torchvenv/bin/python
 
 `sizes`: for each number of ratings, a synthetic release in the newer MovieLens format
@@ -12,6 +13,12 @@ then the default recommender: seconds per training epoch, the per-epoch evaluati
 and validation ratings) and a full test evaluation (accuracy, AUC and the top 10 over the
 whole catalogue), and at the largest size the latency of `recommend` for one user from the
 exported SavedModel. Growth exponents log(t2/t1) / log(n2/n1) between sizes close the table.
+
+`models`: every recommender of `rec-train` (the binary RBM, the rating RBM, I-AutoRec,
+Mult-VAE, EASE) at growing sizes on a fixed catalogue (--movies, default 5,000, so that the
+dense models fit: EASE inverts a movies x movies matrix, I-AutoRec's input is one vector of
+all users per movie, Mult-VAE's one of all movies per user): seconds of a training epoch (the
+second; EASE's one closed-form fit), peak memory, and the growth exponents between sizes.
 
 `peer`: the seed tutorial's PyTorch RBM (its own configuration: 200 hidden units, CD-10,
 batch 100, one 0/1 unit per movie; run in its own environment with --torch-python) and this
@@ -185,6 +192,60 @@ def sizes_table(rows):
     return "\n".join(lines)
 
 
+# -- every recommender -------------------------------------------------------------------------
+
+REC_MODELS = ("rbm", "rating-rbm", "autorec", "mult-vae", "ease")
+
+
+def models(args):
+    import synthetic_movielens
+
+    rows = []
+    python = sys.executable
+    for size in args.sizes:
+        num_ratings = int(float(size))
+        num_users = max(200, round(num_ratings / RATINGS_PER_USER))
+        work = args.work_dir / f"models-{num_ratings}-{args.movies}"
+        raw, data_dir = work / "ml-25m", work / "data"
+        if not (raw / "ratings.csv").exists():
+            synthetic_movielens.generate(raw, "csv", num_users, args.movies, num_ratings, seed=0)
+        if not data_dir.exists():
+            child_peak_mb([python, "-m", "scripts.rbm_prepare", "--release", "ml-25m", "--raw-dir",
+                           str(raw), "--data-dir", str(data_dir)])
+        for model in args.models:
+            run_dir = work / f"run-{model}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            command = [python, "-m", "scripts.rec_train", "--model", model, "--release", "ml-25m",
+                       "--data-dir", str(data_dir), "--run-dir", str(run_dir), "--no-export"]
+            if model != "ease":  # a closed form: one fit
+                command += ["--epochs", str(MEASURE_EPOCHS)]
+            _, peak_mb, _ = child_peak_mb(command)
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            row = {"model": model, "ratings": num_ratings, "users": num_users, "movies": args.movies,
+                   "num_train_ratings": num_ratings, "train_seconds_per_epoch": metrics["epochs"][-1]["seconds"],
+                   "peak_mb": peak_mb}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+        if not args.keep:
+            shutil.rmtree(work)
+    print(models_table(rows, args.models))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+def models_table(rows, names):
+    sizes = sorted({row["ratings"] for row in rows})
+    lines = ["| model | " + " | ".join(f"s/epoch at {size:,}" for size in sizes)
+             + " | peak MB at the largest | growth exponent |",
+             "|---|" + "---:|" * (len(sizes) + 2)]
+    for name in names:
+        mine = sorted((row for row in rows if row["model"] == name), key=lambda row: row["ratings"])
+        growth = f"{exponent(mine, 'train_seconds_per_epoch', 0, len(mine) - 1):.2f}" if len(mine) > 1 else "-"
+        lines.append(f"| {name} | " + " | ".join(f"{row['train_seconds_per_epoch']:.2f}" for row in mine)
+                     + f" | {mine[-1]['peak_mb']:.0f} | {growth} |")
+    return "\n".join(lines)
+
+
 # -- the peer ----------------------------------------------------------------------------------
 
 PEER = dict(hidden=200, k=10, batch_size=100, visible="single")
@@ -260,6 +321,13 @@ def main(argv=None):
     run_sizes.add_argument("--work-dir", type=pathlib.Path, default=pathlib.Path("/tmp/rbm-scale"))
     run_sizes.add_argument("--keep", action="store_true", help="keep the synthetic files and records")
     run_sizes.add_argument("--json", type=pathlib.Path, help="also write the rows here")
+    run_models = commands.add_parser("models", help="every recommender's epoch at growing sizes")
+    run_models.add_argument("--sizes", nargs="+", default=["1e5", "1e6"])
+    run_models.add_argument("--movies", type=int, default=5000, help="the fixed catalogue")
+    run_models.add_argument("--models", nargs="+", default=list(REC_MODELS), choices=REC_MODELS)
+    run_models.add_argument("--work-dir", type=pathlib.Path, default=pathlib.Path("/tmp/rbm-scale"))
+    run_models.add_argument("--keep", action="store_true", help="keep the synthetic files and records")
+    run_models.add_argument("--json", type=pathlib.Path, help="also write the rows here")
     run_peer = commands.add_parser("peer", help="side by side with the seed tutorial's PyTorch RBM")
     run_peer.add_argument("--raw-dir", type=pathlib.Path, required=True, help="the ml-100k directory")
     run_peer.add_argument("--torch-python", type=pathlib.Path,
@@ -272,7 +340,7 @@ def main(argv=None):
     child.add_argument("--data-dir", required=True)
     child.add_argument("--export")
     args = parser.parse_args(argv)
-    {"sizes": sizes, "peer": peer, "train-child": train_step}[args.command](args)
+    {"sizes": sizes, "models": models, "peer": peer, "train-child": train_step}[args.command](args)
     return 0
 
 
