@@ -149,7 +149,7 @@ def main(argv=None):
             for name in MODELS[1:]:
                 cells = []
                 for metric in METRICS:
-                    if metric not in differences.get(name, {}):
+                    if metric not in differences.get(name, {}) or scores[name].get(metric) is None:
                         cells.append("-")
                         continue
                     low, high = differences[name][metric]
