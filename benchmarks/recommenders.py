@@ -4,15 +4,18 @@
         [--json OUT.json] [--markdown OUT.md]
     python benchmarks/recommenders.py --from-json u1.json u2.json ... [--markdown OUT.md]
 
-For every fold: I-AutoRec against the global mean and the user + movie biases model (test RMSE
-and MAE), and Mult-VAE and EASE against the most popular movies (NDCG@10/100, recall@10/20/50
+For every fold: I-AutoRec and the rating RBM against the global mean and the user + movie
+biases model (test RMSE and MAE, and the ROC-AUC of the predicted stars for like against
+dislike), and Mult-VAE and EASE against the most popular movies (NDCG@10/100, recall@10/20/50
 over every movie the user did not rate, the held-out likes relevant), each with the defaults
 `rec-train` uses, chosen on validation ratings only, under two protocols:
 
 * weak generalisation: the fold's own test ratings of users seen in training;
 * strong generalisation: 10% of the fold's training users held out for validation and 10% for
   test (`pipelines.rating_parts.hold_out_users`, seed 0), each scored from 80% of their
-  training ratings and measured on the other 20%; the fold's test ratings are not used.
+  training ratings and measured on the other 20%; the fold's test ratings are not used. The
+  rating RBM (item-based: a unit per training user) has no unit for a user it never saw and
+  is not measured here.
 
 Every number is the mean over the folds with a 95% t-interval (none for one fold). Each fold
 takes a few minutes on 2 CPU cores; run folds in separate invocations with --json and combine
@@ -37,13 +40,19 @@ from pipelines import prepare_movielens  # noqa: E402
 from pipelines.ranking_eval import RANKING_METRICS  # noqa: E402
 from pipelines.ranking_eval import MostPopular  # noqa: E402
 from pipelines.ranking_eval import evaluate_ranking  # noqa: E402
+from rbm_tf import RatingRBMConfig  # noqa: E402
+from rbm_tf import RatingRecommender  # noqa: E402
+from rbm_tf.rating_recommender import early_stopping  # noqa: E402
+from rbm_tf.rating_recommender import release_levels  # noqa: E402
+from rbm_tf.rating_recommender import variant_parts  # noqa: E402
+from pipelines.rating_eval import LIKE_METRICS  # noqa: E402
 from pipelines.rating_eval import RATING_METRICS  # noqa: E402
 from pipelines.rating_eval import RatingBaselines  # noqa: E402
 from pipelines.rating_eval import evaluate_ratings  # noqa: E402
 from pipelines.rating_parts import hold_out_users  # noqa: E402
 
 PROTOCOLS = ("weak", "strong")
-RATING_MODELS = ("I-AutoRec", "user + item biases", "global mean")
+RATING_MODELS = ("I-AutoRec", "rating RBM", "user + item biases", "global mean")
 RANKING_MODELS = ("EASE", "Mult-VAE", "most popular")
 
 
@@ -61,6 +70,8 @@ def run_fold(data, protocol, log):
     started = time.perf_counter()
     autorec, notes = fit_rec_model(AutoRecConfig(), train, validation)
     scores["I-AutoRec"] = {**evaluate_ratings(autorec.score, test), "best_epoch": notes["best_epoch"]}
+    if protocol == "weak":
+        scores["rating RBM"] = rating_rbm_scores(data)
     baselines = RatingBaselines(train, validation)
     scores["user + item biases"] = evaluate_ratings(baselines.predictors["user_item_biases"], test)
     scores["global mean"] = evaluate_ratings(baselines.predictors["global_mean"], test)
@@ -79,6 +90,17 @@ def run_fold(data, protocol, log):
     return scores
 
 
+def rating_rbm_scores(data):
+    """The rating RBM's defaults on the fold's own parts: test RMSE, MAE and like AUC."""
+    config = RatingRBMConfig()
+    train, validation, test, num_visible = variant_parts(data, config.variant)
+    model = RatingRecommender(num_visible, release_levels(data), config, like_threshold=data.like_threshold)
+    stopping = early_stopping(config, train.num_users)
+    model.fit(train, validation_data=validation, callbacks=[stopping])
+    best_epoch = int(model.epoch.numpy()) if stopping.best_weights is None else stopping.best_epoch + 1
+    return {**model.evaluate(test), "best_epoch": best_epoch}
+
+
 def cell(values, bold=False):
     mean, half = t_interval(values)
     if mean is None:
@@ -93,12 +115,15 @@ def markdown(results):
     lines = [f"Folds: {', '.join(folds)} (mean" + (" ± 95% t-interval" if len(folds) > 1 else "")
              + "); the best of each column in bold.", ""]
     for protocol in PROTOCOLS:
-        for models, metrics, best in ((RATING_MODELS, RATING_METRICS, min),
-                                      (RANKING_MODELS, RANKING_METRICS, max)):
-            values = {model: {metric: [results[f][protocol][model][metric] for f in folds]
+        for models, metrics in ((RATING_MODELS, RATING_METRICS + LIKE_METRICS),
+                                (RANKING_MODELS, RANKING_METRICS)):
+            values = {model: {metric: [results[f][protocol].get(model, {}).get(metric) for f in folds]
                               for metric in metrics} for model in models}
-            winners = {metric: best(models, key=lambda m: sum(values[m][metric]))
-                       for metric in metrics}
+            winners = {}
+            for metric in metrics:
+                measured = [m for m in models if None not in values[m][metric]]
+                sign = 1 if metric in RATING_METRICS else -1  # RMSE and MAE: lower is better
+                winners[metric] = min(measured, key=lambda m: sign * sum(values[m][metric]))
             lines.append(f"{protocol} generalisation | " + " | ".join(metrics))
             lines[-1] = "| " + lines[-1] + " |"
             lines.append("|---|" + "---:|" * len(metrics))

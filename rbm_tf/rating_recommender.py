@@ -179,6 +179,31 @@ def describe_epoch(record, total_epochs, baselines):
             f"(user+item biases rmse {baselines['user_item_biases']['validation_rmse']:.4f})")
 
 
+def release_levels(data):
+    """The star levels of `data`'s release (a `MovieLensData`), as the model's softmax units."""
+    return [float(level) for level in movielens.get_release(data.config.release).allowed_ratings]
+
+
+def variant_parts(data, variant):
+    """(train, validation, test, num_visible): the split's parts as a `variant` rating RBM
+    reads them. "user": the parts themselves, a unit per movie. "item": one case per movie,
+    a unit per training user; a part's targets are predicted from the movie's ratings in the
+    parts before it (validation from train, test from train and validation)."""
+    if variant == "user":
+        return data.train, data.validation, data.test, data.num_movies
+    train = ItemPart([data.train])
+    return (train, ItemPart([data.train], data.validation),
+            ItemPart([data.train, data.validation], data.test), len(train.user_ids))
+
+
+def early_stopping(config, num_cases):
+    """The stopping rule of `RatingRBMConfig` as a Keras callback, for `RatingRecommender.fit`
+    on `num_cases` training cases: it keeps the best epoch's weights."""
+    patience, start = config.stopping_epochs(num_cases)
+    return keras.callbacks.EarlyStopping(monitor="val_rmse", mode="min", patience=patience,
+                                         start_from_epoch=start, restore_best_weights=True)
+
+
 def train_rating_rbm(data, run_dir, config=None, resume=False, epochs=None, export=True, log=None):
     """Train a `RatingRecommender` on `data` in `run_dir`; returns metrics.json's content:
     ``test_rmse``, ``test_mae`` and the like-probability's ``test_accuracy``, ``test_auc``,
@@ -189,17 +214,12 @@ def train_rating_rbm(data, run_dir, config=None, resume=False, epochs=None, expo
     config = config or RatingRBMConfig()
     if epochs is not None:
         config = dataclasses.replace(config, epochs=epochs)
-    levels = [float(level) for level in movielens.get_release(data.config.release).allowed_ratings]
+    levels = release_levels(data)
     settings = {"model": MODEL_NAME, "data_dir": str(data.data_dir), "split_name": data.name,
                 **data.split_settings(), "num_movies": data.num_movies, "levels": levels,
                 **dataclasses.asdict(config)}
-    train, validation, test = data.train, data.validation, data.test
-    num_visible, movie_ids, titles = data.num_movies, data.movie_ids, data.movie_titles
-    if config.variant == "item":
-        # one case per movie: the same ratings, predicted from the movie's side
-        train = ItemPart([data.train])
-        validation, test = ItemPart([data.train], data.validation), ItemPart([data.train, data.validation], data.test)
-        num_visible, movie_ids, titles = len(train.user_ids), None, None
+    train, validation, test, num_visible = variant_parts(data, config.variant)
+    movie_ids, titles = (data.movie_ids, data.movie_titles) if config.variant == "user" else (None, None)
     settings["num_visible"] = num_visible
     run = loop.Run(run_dir, settings, resume=resume)
     if not resume:
@@ -210,9 +230,7 @@ def train_rating_rbm(data, run_dir, config=None, resume=False, epochs=None, expo
     run.check_resumable(int(model.epoch.numpy()), config.epochs, log)
     baselines = RatingBaselines(data.train, data.validation)
     on_validation = baselines.evaluate(data.validation, prefix="validation_")
-    patience, start = config.stopping_epochs(train.num_users)
-    stopping = keras.callbacks.EarlyStopping(monitor="val_rmse", mode="min", patience=patience,
-                                             start_from_epoch=start, restore_best_weights=True)
+    stopping = early_stopping(config, train.num_users)
     monitor = loop.RunMonitor(
         run, validation_name="validation", log=log, extra=lambda record: {"baselines": on_validation},
         describe=lambda record: describe_epoch(record, config.epochs, on_validation))
