@@ -53,9 +53,9 @@ class CDConfig:
 class RecommenderConfig(StoredSettings):
     """The RBM recommender's model and training settings.
 
-    `user_offset` gives each user a visible bias of their own (how much more often than
-    everyone they like what they rate, from their ratings), so the hidden units model tastes
-    rather than generosity.
+    `user_offset` gives each user a visible bias of their own (how much more often they like
+    what they rate than the movies' like rates predict, from their ratings), so the hidden
+    units model tastes rather than generosity.
 
     Training stops early on the validation ratings' ROC-AUC: after `min_updates` CD updates,
     once `patience_updates` updates have passed without a better one, or at `epochs` epochs;

@@ -43,7 +43,8 @@ from rbm_tf.replicated_training import ReplicatedCDStep
 from rbm_tf.sparse_training import RBMWeights
 from rbm_tf.sparse_training import SparseCDTrainer
 
-# how many ratings at everyone's like rate a user's own like rate is shrunk with
+# how many ratings at everyone's like rate the prior on a user's offset (and on a movie's like
+# rate) is worth
 USER_PRIOR_STRENGTH = 5.0
 # the training metrics of each epoch come from at most this many users (all of ML-100K's)
 TRAIN_MONITOR_USERS = 20_000
