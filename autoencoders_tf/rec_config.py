@@ -37,14 +37,17 @@ class AutoRecConfig(StoredSettings):
     a missing rating is 0 stars, as in the paper. `batch_size` counts movies. Training stops when the validation RMSE has
     not improved for `patience` epochs (at most `epochs`), keeping the best epoch's weights.
     `fold_in_l2`: the ridge penalty with which a user never seen in training gets a decoder
-    column of their own, fitted to their ratings.
+    column of their own, fitted to their ratings. The defaults were chosen on ML-100K u1's
+    validation ratings, one change at a time (validation RMSE: learning rate 1e-3 0.939, 5e-4
+    0.942, 3e-3 0.946; at 3e-3, 1,000 hidden units 0.954, L2 3e-4 0.951 and 3e-3 0.957,
+    dropout 0.3 0.946 and 0.7 0.950).
     """
 
     hidden: int = 500
     l2: float = 1e-3
     dropout: float = 0.5
     center: bool = False
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-3
     batch_size: int = 256
     epochs: int = 200
     patience: int = 10
