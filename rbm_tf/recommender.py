@@ -28,6 +28,7 @@ import tensorflow as tf
 from pipelines import distribute
 from pipelines import loop
 from pipelines import movie_table
+from pipelines.movielens_data import gather_cases
 from pipelines.rec_serving import save_servable
 from pipelines.recommender_eval import RaggedEvaluator
 from pipelines.recommender_eval import Scorer
@@ -172,13 +173,14 @@ class Recommender(RBMWeights):
 
         def train_epoch(epoch, callbacks):
             # one shuffle seed per epoch, so a resumed run sees the same batches as an unbroken one
-            batches = train.ragged_dataset(self.config.batch_size,
-                                           shuffle_seed=self.config.seed * 100003 + epoch + 1)
+            shuffle_seed = self.config.seed * 100003 + epoch + 1
             if self.strategy is None:
-                self._train_batches(batches)
+                tensors = train.ragged_tensors
+                for users in train.case_batches(self.config.batch_size, shuffle_seed=shuffle_seed):
+                    self._train_users(tensors["input_movies"], tensors["input_labels"], users)
                 self.trainer.flush()
             else:  # every row is updated every step: nothing to flush
-                for batch in batches:
+                for batch in train.ragged_dataset(self.config.batch_size, shuffle_seed=shuffle_seed):
                     self._train_replicated(batch)
             self.epoch.assign(epoch + 1)
             callbacks.on_test_begin()
@@ -198,14 +200,15 @@ class Recommender(RBMWeights):
                                      verbose=verbose)
         return self.history
 
-    @tf.function
-    def _train_batches(self, batches):
-        # the whole epoch in one traced loop; it is judged by the evaluation that follows
-        for batch in batches:
-            rows, movies, values = sparse_ratings(batch["input_movies"], batch["input_labels"])
-            batch_size = tf.shape(batch["user_id"])[0]
-            self.trainer.train_step(rows, movies, values, batch_size,
-                                    self.sparse_user_offset(rows, movies, values, batch_size))
+    @tf.function(reduce_retracing=True)
+    def _train_users(self, movies, labels, users):
+        # one step a call, the batch read in the graph: the same steps traced as one epoch-long
+        # loop ran about twice as slowly on CPU (measured on ML-100K, benchmarks/rbm_scale.py)
+        rows, places = gather_cases(movies, users)
+        movies, values = tf.gather(movies.values, places), tf.cast(tf.gather(labels.values, places), tf.float32)
+        batch_size = tf.shape(users)[0]
+        self.trainer.train_step(rows, movies, values, batch_size,
+                                self.sparse_user_offset(rows, movies, values, batch_size))
 
     @tf.function(reduce_retracing=True)
     def _train_replicated(self, batch):
