@@ -328,13 +328,14 @@ def ragged_batches(tensors, batch_size, shuffle_seed=None, max_users=None):
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
-def gather_cases(ragged, chosen):
-    """(rows, places) of cases `chosen` [batch] of `ragged` [cases, (n)]: the flat positions of
-    their values in ``ragged.values``, case after case, and the row of each in the batch (int32)
-    -- what ``tf.gather(ragged, chosen)`` holds, read without building it: a ragged gather
-    costs several times more, which shows when a model's step is quick."""
-    starts = tf.gather(ragged.row_splits, chosen)
-    places = tf.ragged.range(starts, tf.gather(ragged.row_splits, chosen + 1))
+def gather_cases(row_splits, chosen):
+    """(rows, places) of cases `chosen` [batch] of a ragged [cases, (n)] tensor with these
+    ``row_splits``: the flat positions of their values in its ``values``, case after case, and
+    the row of each in the batch (int32) -- what ``tf.gather(ragged, chosen)`` holds, read
+    without building it: a ragged gather costs several times more, which shows when a model's
+    step is quick."""
+    starts = tf.gather(row_splits, chosen)
+    places = tf.ragged.range(starts, tf.gather(row_splits, chosen + 1))
     return tf.cast(places.value_rowids(), tf.int32), places.values
 
 

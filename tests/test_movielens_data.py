@@ -194,7 +194,7 @@ def test_gathered_cases_hold_what_the_ragged_batches_hold():
     movies = tf.ragged.constant([[3, 1], [], [4, 1, 5], [9], [2, 6]], dtype=tf.int32)
     tensors = {"user_id": tf.range(5, dtype=tf.int64), "movies": movies}
     for users, batch in zip(case_batches(5, 2, shuffle_seed=4), ragged_batches(tensors, 2, shuffle_seed=4)):
-        rows, places = gather_cases(movies, users)
+        rows, places = gather_cases(movies.row_splits, users)
         np.testing.assert_array_equal(users, batch["user_id"])
         np.testing.assert_array_equal(tf.gather(movies.values, places), batch["movies"].values)
         np.testing.assert_array_equal(rows, batch["movies"].value_rowids())
