@@ -28,6 +28,7 @@ import tensorflow as tf
 from pipelines import distribute
 from pipelines import loop
 from pipelines import movie_table
+from pipelines.movielens_data import gather_cases
 from pipelines.rec_serving import save_servable
 from pipelines.recommender_eval import RaggedEvaluator
 from pipelines.recommender_eval import Scorer
@@ -46,6 +47,11 @@ from rbm_tf.sparse_training import SparseCDTrainer
 # how many ratings at everyone's like rate the prior on a user's offset (and on a movie's like
 # rate) is worth
 USER_PRIOR_STRENGTH = 5.0
+# Gibbs steps x hidden units from which an epoch runs one call a step rather than one traced
+# loop: measured on CPU, the loop ran CD-10 steps with 200 hidden units (ML-100K, batch 100)
+# 2-3 times as slowly, while with the defaults (CD-1, 50 hidden) on 10^6 ratings it saved the
+# calls' overhead, 10-20% of an epoch
+STEP_A_CALL_WORK = 1000
 # the training metrics of each epoch come from at most this many users (all of ML-100K's)
 TRAIN_MONITOR_USERS = 20_000
 
@@ -173,13 +179,21 @@ class Recommender(RBMWeights):
 
         def train_epoch(epoch, callbacks):
             # one shuffle seed per epoch, so a resumed run sees the same batches as an unbroken one
-            batches = train.ragged_dataset(self.config.batch_size,
-                                           shuffle_seed=self.config.seed * 100003 + epoch + 1)
+            shuffle_seed = self.config.seed * 100003 + epoch + 1
             if self.strategy is None:
-                self._train_batches(batches)
+                movies, labels = train.ragged_tensors["input_movies"], train.ragged_tensors["input_labels"]
+                flat = (movies.row_splits, movies.values, labels.values)
+                if self.config.k * self.config.hidden >= STEP_A_CALL_WORK:
+                    # every user in the order of the batches (one batch of them all), cut in batches
+                    everyone = next(iter(train.case_batches(2**31 - 1, shuffle_seed=shuffle_seed)))
+                    for start in range(0, int(everyone.shape[0]), self.config.batch_size):
+                        self._train_users(*flat, everyone[start:start + self.config.batch_size])
+                else:
+                    self._train_epoch(*flat, train.case_batches(self.config.batch_size,
+                                                                shuffle_seed=shuffle_seed))
                 self.trainer.flush()
             else:  # every row is updated every step: nothing to flush
-                for batch in batches:
+                for batch in train.ragged_dataset(self.config.batch_size, shuffle_seed=shuffle_seed):
                     self._train_replicated(batch)
             self.epoch.assign(epoch + 1)
             callbacks.on_test_begin()
@@ -200,13 +214,21 @@ class Recommender(RBMWeights):
         return self.history
 
     @tf.function
-    def _train_batches(self, batches):
-        # the whole epoch in one traced loop; it is judged by the evaluation that follows
-        for batch in batches:
-            rows, movies, values = sparse_ratings(batch["input_movies"], batch["input_labels"])
-            batch_size = tf.shape(batch["user_id"])[0]
-            self.trainer.train_step(rows, movies, values, batch_size,
-                                    self.sparse_user_offset(rows, movies, values, batch_size))
+    def _train_epoch(self, row_splits, movies, labels, batches):
+        # the whole epoch in one traced loop: no call a step (see STEP_A_CALL_WORK)
+        for users in batches:
+            self._train_users(row_splits, movies, labels, users)
+
+    @tf.function(reduce_retracing=True)
+    def _train_users(self, row_splits, movies, labels, users):
+        # one step a call, the batch read in the graph from flat tensors: the same steps traced
+        # as one epoch-long loop ran 2-3 times as slowly on ML-100K at the tutorial's
+        # configuration (benchmarks/rbm_scale.py peer), and a ragged argument costs more to pass
+        rows, places = gather_cases(row_splits, users)
+        movies, values = tf.gather(movies, places), tf.cast(tf.gather(labels, places), tf.float32)
+        batch_size = tf.shape(users)[0]
+        self.trainer.train_step(rows, movies, values, batch_size,
+                                self.sparse_user_offset(rows, movies, values, batch_size))
 
     @tf.function(reduce_retracing=True)
     def _train_replicated(self, batch):

@@ -186,6 +186,20 @@ def test_ragged_batches_hold_each_users_ratings_as_stored_and_a_sample_is_fixed(
     assert len(first) == 9 and first == again
 
 
+def test_gathered_cases_hold_what_the_ragged_batches_hold():
+    from pipelines.movielens_data import case_batches
+    from pipelines.movielens_data import gather_cases
+    from pipelines.movielens_data import ragged_batches
+
+    movies = tf.ragged.constant([[3, 1], [], [4, 1, 5], [9], [2, 6]], dtype=tf.int32)
+    tensors = {"user_id": tf.range(5, dtype=tf.int64), "movies": movies}
+    for users, batch in zip(case_batches(5, 2, shuffle_seed=4), ragged_batches(tensors, 2, shuffle_seed=4)):
+        rows, places = gather_cases(movies.row_splits, users)
+        np.testing.assert_array_equal(users, batch["user_id"])
+        np.testing.assert_array_equal(tf.gather(movies.values, places), batch["movies"].values)
+        np.testing.assert_array_equal(rows, batch["movies"].value_rowids())
+
+
 def test_preparing_leaves_nothing_in_the_systems_temporary_directory(tmp_path, monkeypatch):
     import tempfile
 

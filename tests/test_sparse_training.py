@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rbm_tf import rbm as rbm_module
 from rbm_tf.rbm import SparseRatings
 from rbm_tf.sparse_training import LazyMomentum
 from rbm_tf.sparse_training import SparseCDTrainer
@@ -33,8 +34,12 @@ def dense_rows(rbm, movies, gradient_rows):
     return dense
 
 
+@pytest.mark.parametrize("by_product", [True, False])
 @pytest.mark.parametrize("layout", ["single", "pair"])
-def test_sparse_cd_gradients_equal_the_dense_masked_gradients(layout):
+def test_sparse_cd_gradients_equal_the_dense_masked_gradients(layout, by_product, monkeypatch):
+    """Both ways of reading the observed places (a [batch, columns] product, or one dot
+    product or scattered row per value) give the dense numbers."""
+    monkeypatch.setattr(rbm_module, "PRODUCT_RATIO", 64 if by_product else 0)
     dense, rows, movies, values = tiny_ratings()
     rbm, twin = make_rbm(dense.shape[1], 3, layout), make_rbm(dense.shape[1], 3, layout)
     offset = tf.constant([0.3, -0.2, 0.0, 0.5])
