@@ -128,20 +128,28 @@ def train_step(args):
 
 # -- sizes -------------------------------------------------------------------------------------
 
-def sizes(args):
+def synthetic_release(work, num_ratings, num_movies):
+    """(work, raw, data_dir, users): a synthetic ML-25M-format release of `num_ratings` ratings
+    on `num_movies` movies in work/ml-25m (written once), its users as many as ML-25M's
+    ratings a user give, and where its records go."""
     import synthetic_movielens
 
+    num_users = max(200, round(num_ratings / RATINGS_PER_USER))
+    raw, data_dir = work / "ml-25m", work / "data"
+    if not (raw / "ratings.csv").exists():
+        started = time.perf_counter()
+        synthetic_movielens.generate(raw, "csv", num_users, num_movies, num_ratings, seed=0)
+        print(f"[{num_ratings}] generated in {time.perf_counter() - started:.0f}s", flush=True)
+    return work, raw, data_dir, num_users
+
+
+def sizes(args):
     rows = []
     python = sys.executable
     for size in args.sizes:
         num_ratings = int(float(size))
-        num_users = max(200, round(num_ratings / RATINGS_PER_USER))
-        work = args.work_dir / f"ratings-{num_ratings}"
-        raw, data_dir = work / "ml-25m", work / "data"
-        if not (raw / "ratings.csv").exists():
-            started = time.perf_counter()
-            synthetic_movielens.generate(raw, "csv", num_users, NUM_MOVIES, num_ratings, seed=0)
-            print(f"[{num_ratings}] generated in {time.perf_counter() - started:.0f}s", flush=True)
+        work, raw, data_dir, num_users = synthetic_release(
+            args.work_dir / f"ratings-{num_ratings}", num_ratings, NUM_MOVIES)
         shutil.rmtree(data_dir, ignore_errors=True)
         prepare_seconds, prepare_mb, _ = child_peak_mb(
             [python, "-m", "scripts.rbm_prepare", "--release", "ml-25m", "--raw-dir", str(raw),
@@ -198,17 +206,12 @@ REC_MODELS = ("rbm", "rating-rbm", "autorec", "mult-vae", "ease")
 
 
 def models(args):
-    import synthetic_movielens
-
     rows = []
     python = sys.executable
     for size in args.sizes:
         num_ratings = int(float(size))
-        num_users = max(200, round(num_ratings / RATINGS_PER_USER))
-        work = args.work_dir / f"models-{num_ratings}-{args.movies}"
-        raw, data_dir = work / "ml-25m", work / "data"
-        if not (raw / "ratings.csv").exists():
-            synthetic_movielens.generate(raw, "csv", num_users, args.movies, num_ratings, seed=0)
+        work, raw, data_dir, num_users = synthetic_release(
+            args.work_dir / f"models-{num_ratings}-{args.movies}", num_ratings, args.movies)
         if not data_dir.exists():
             child_peak_mb([python, "-m", "scripts.rbm_prepare", "--release", "ml-25m", "--raw-dir",
                            str(raw), "--data-dir", str(data_dir)])
