@@ -15,14 +15,15 @@ probability of a level at or above the like threshold, comparable with the binar
 import tensorflow as tf
 
 from rbm_tf.rbm import SparseRatings
+from rbm_tf.rbm import VisibleUnits
 
 
-class RatingRBM(tf.Module):
+class RatingRBM(VisibleUnits, tf.Module):
     """Softmax visible units of `num_levels` states per movie, Bernoulli hidden units.
 
     Weights are [num_movies * num_levels, num_hidden]: the rows of movie m are m*K .. m*K+K-1,
-    one per level. The interface is the binary RBM's sparse one (`rows_of`, `unit_indices`,
-    `sparse_contrastive_divergence`, the three variables and `generator`).
+    one per level. The interface is the binary RBM's sparse one (`VisibleUnits`, and
+    `sparse_contrastive_divergence`).
     """
 
     def __init__(self, num_movies, num_levels, num_hidden, weight_stddev=0.01, seed=0, name=None):
@@ -41,27 +42,11 @@ class RatingRBM(tf.Module):
                                         name="visible_bias")
         self.hidden_bias = tf.Variable(tf.zeros([self.num_hidden]), name="hidden_bias")
 
-    @property
-    def variables_for_training(self):
-        return [self.weights, self.visible_bias, self.hidden_bias]
-
     def set_visible_bias_from_counts(self, counts):
         """Each movie's level biases at the log of its smoothed level frequencies [movies, K]."""
         counts = tf.cast(counts, tf.float32) + 1.0
         self.visible_bias.assign(tf.reshape(tf.math.log(counts / tf.reduce_sum(counts, -1, keepdims=True)),
                                             [-1]))
-
-    def unit_indices(self, movies):
-        """The K units of each movie: [n, K]."""
-        return tf.cast(movies, tf.int32)[:, tf.newaxis] * self.units_per_visible + tf.range(
-            self.units_per_visible)
-
-    def rows_of(self, movies):
-        """The weight rows [n, K, hidden] and visible biases [n, K] of `movies` [n]."""
-        units = tf.reshape(self.unit_indices(movies), [-1])
-        shape = tf.stack([tf.size(movies), self.units_per_visible])
-        return (tf.reshape(tf.gather(self.weights, units), tf.concat([shape, [self.num_hidden]], 0)),
-                tf.reshape(tf.gather(self.visible_bias, units), shape))
 
     # -- the units, on sparse ratings ------------------------------------------------------------
 
@@ -120,9 +105,6 @@ class RatingRBM(tf.Module):
         return (-tf.reshape(weight_gradient, tf.concat([shape, [self.num_hidden]], 0)) / scale,
                 -tf.reshape(bias_gradient, shape) / scale,
                 -tf.reduce_mean(positive_hidden - negative_hidden, axis=0), hidden)
-
-    def _bernoulli(self, probability):
-        return tf.cast(self.generator.uniform(tf.shape(probability)) < probability, tf.float32)
 
     # -- dense, for serving ----------------------------------------------------------------------
 

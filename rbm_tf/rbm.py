@@ -102,7 +102,36 @@ class SparseRatings:
         return tf.cond(self.product_is_cheaper, by_product, by_value)
 
 
-class RBM(tf.Module):
+class VisibleUnits:
+    """What the binary and the rating RBM share: ``units_per_visible`` units of each visible
+    value, rows ``value * units_per_visible ...`` of ``weights`` [units, hidden] and
+    ``visible_bias`` [units], a ``hidden_bias`` and a ``generator``; the interface that
+    `rbm_tf.sparse_training.SparseCDTrainer` trains either through."""
+
+    @property
+    def variables_for_training(self):
+        """The variables CD updates, in the order `contrastive_divergence` returns gradients."""
+        return [self.weights, self.visible_bias, self.hidden_bias]
+
+    def unit_indices(self, movies):
+        """The visible units of each value in `movies`: [n, units] (a pair: "1" first, then "0")."""
+        movies = tf.cast(movies, tf.int32)[:, tf.newaxis]
+        return movies * self.units_per_visible + tf.range(self.units_per_visible)
+
+    def rows_of(self, movies):
+        """The weight rows [n, units, hidden] and visible biases [n, units] of `movies` [n]."""
+        units = self.unit_indices(movies)
+        shape = tf.stack([tf.shape(movies)[0], self.units_per_visible])
+        return (tf.reshape(tf.gather(self.weights, tf.reshape(units, [-1])),
+                           tf.concat([shape, [self.num_hidden]], 0)),
+                tf.reshape(tf.gather(self.visible_bias, tf.reshape(units, [-1])), shape))
+
+    def _bernoulli(self, probability, uniform=None):
+        uniform = uniform or self.generator.uniform
+        return tf.cast(uniform(tf.shape(probability)) < probability, tf.float32)
+
+
+class RBM(VisibleUnits, tf.Module):
     """Restricted Boltzmann Machine: weights, visible and hidden biases, Gibbs sampling.
 
     Args:
@@ -185,10 +214,6 @@ class RBM(tf.Module):
             logits += offset[:, tf.newaxis]
         return tf.sigmoid(logits)
 
-    def _bernoulli(self, probability, uniform=None):
-        uniform = uniform or self.generator.uniform
-        return tf.cast(uniform(tf.shape(probability)) < probability, tf.float32)
-
     def sample_hidden(self, visible, mask=None, uniform=None):
         """Hidden probabilities and a Bernoulli sample of them (``uniform(shape)``: the
         uniform numbers to sample with; default the model's generator)."""
@@ -230,19 +255,6 @@ class RBM(tf.Module):
         return self.visible_probability(self.hidden_probability(visible, mask), offset)
 
     # -- sparse ratings ------------------------------------------------------------------------
-
-    def rows_of(self, movies):
-        """The weight rows [n, units, hidden] and visible biases [n, units] of `movies` [n]."""
-        units = self.unit_indices(movies)
-        shape = tf.stack([tf.shape(movies)[0], self.units_per_visible])
-        return (tf.reshape(tf.gather(self.weights, tf.reshape(units, [-1])),
-                           tf.concat([shape, [self.num_hidden]], 0)),
-                tf.reshape(tf.gather(self.visible_bias, tf.reshape(units, [-1])), shape))
-
-    def unit_indices(self, movies):
-        """The visible units of each value in `movies`: [n, units] ("1" first, then "0")."""
-        movies = tf.cast(movies, tf.int32)[:, tf.newaxis]
-        return movies * self.units_per_visible + tf.range(self.units_per_visible)
 
     def _value_form(self, weight_rows, bias_rows):
         """Rows as (base, slope, bias slope): a value v adds base + v slope to the hidden
@@ -383,8 +395,3 @@ class RBM(tf.Module):
         visible_bias_gradient = -tf.reduce_mean(positive_units - negative_units, axis=0)
         hidden_bias_gradient = -tf.reduce_mean(positive_hidden - negative_hidden, axis=0)
         return [weights_gradient, visible_bias_gradient, hidden_bias_gradient], hidden
-
-    @property
-    def variables_for_training(self):
-        """The variables CD updates, in the order `contrastive_divergence` returns gradients."""
-        return [self.weights, self.visible_bias, self.hidden_bias]
