@@ -14,25 +14,10 @@ weights whatever the number of replicas.
 * `fit_classifier`: backpropagation of a Keras classifier (the DBN's fine-tuning), where
   Keras's own `fit` fails under several workers.
 
-`ReplicatedCDStep` makes one update of a `SparseCDTrainer`'s RBM from a global batch of users
-under a `tf.distribute` strategy (mirrored devices, or several workers):
-
-* every replica takes its contiguous share of the batch's users (every worker reads the same
-  seeded batches; each replica computes only on its share);
-* it runs sparse CD on its users' ratings and scatters its per-movie gradient rows into dense
-  [units, hidden] gradients, weighted by its share of the users (the CD gradients are batch
-  means, so the weighted sum is the global batch's gradient);
-* the replicas all-reduce (SUM) those gradients explicitly, and the same dense SGD update with
-  momentum and weight decay is applied to every copy of the variables.
-
-The random numbers of a step are drawn for the whole global batch from a stateless seed (the
-run's seed and the update count) and each replica reads its rows: replicas draw different
-numbers, runs are reproducible, and the same global batch gives the same update whatever the
-number of replicas.
-
-The cost: every update moves every row of the weights (and all-reduces them), the work of
-users x movies that the single-device path (`SparseCDTrainer.train_step`, lazy and sparse)
-avoids. The weights equal those of the single-device update after its `flush`.
+`ReplicatedCDStep` scatters each replica's per-movie sparse CD gradient rows into dense
+[units, hidden] gradients before the all-reduce. The cost: every update moves every row of the
+weights (and all-reduces them), the work of users x movies that the single-device path
+(`SparseCDTrainer.train_step`, lazy and sparse) avoids. The weights equal those of the single-device update after its `flush`.
 """
 
 import itertools
@@ -114,9 +99,7 @@ class ReplicatedCDStep:
         ratings, rated = SparseRatings.of_movies(rows[first:last] - start, movies[first:last],
                                                  values[first:last], local_batch)
         units = tf.reshape(rbm.unit_indices(rated), [-1])
-        shape = tf.stack([tf.size(rated), rbm.units_per_visible])
-        weights = tf.reshape(tf.gather(rbm.weights, units), tf.concat([shape, [rbm.num_hidden]], 0))
-        visible_bias = tf.reshape(tf.gather(rbm.visible_bias, units), shape)
+        weights, visible_bias = rbm.rows_of(rated)
         chain_start = None
         if trainer.persistent_hidden is not None:
             chain_start = trainer.persistent_hidden[start:end]
@@ -148,12 +131,10 @@ class ReplicatedCDStep:
         return uniform
 
     def apply(self, weight_gradient, visible_bias_gradient, hidden_bias_gradient, chain_end=None):
-        trainer, config = self.trainer, self.trainer.config
+        trainer = self.trainer
         trainer.weights.apply_dense(weight_gradient)
         trainer.visible_bias.apply_dense(visible_bias_gradient)
-        trainer.hidden_velocity.assign(config.momentum * trainer.hidden_velocity
-                                       - config.learning_rate * hidden_bias_gradient)
-        trainer.rbm.hidden_bias.assign_add(trainer.hidden_velocity)
+        trainer.apply_hidden_bias(hidden_bias_gradient)
         if chain_end is not None:
             replace_leading_rows(trainer.persistent_hidden, chain_end)
 

@@ -160,11 +160,15 @@ class SparseCDTrainer(tf.Module):
                            weights)
         self.visible_bias.apply(units, tf.reshape(visible_bias_gradient, [-1]), bias_velocity,
                                 visible_bias)
-        self.hidden_velocity.assign(self.config.momentum * self.hidden_velocity
-                                    - self.config.learning_rate * hidden_bias_gradient)
-        rbm.hidden_bias.assign_add(self.hidden_velocity)
+        self.apply_hidden_bias(hidden_bias_gradient)
         if self.persistent_hidden is not None:
             self.persistent_hidden[:batch_size].assign(chain_end)
+
+    def apply_hidden_bias(self, gradient):
+        """One SGD-with-momentum update of the hidden biases (every one, every step)."""
+        self.hidden_velocity.assign(self.config.momentum * self.hidden_velocity
+                                    - self.config.learning_rate * gradient)
+        self.rbm.hidden_bias.assign_add(self.hidden_velocity)
 
     @tf.function
     def flush(self):
