@@ -40,8 +40,32 @@ def densify(movies, values, num_movies):
         tf.fill([num_movies], MISSING), tf.expand_dims(movies, -1), tf.cast(values, tf.float32))
 
 
+class RaggedCases:
+    """Batches of a part's cases (users, or movies for `ItemPart`) gathered from its
+    `ragged_tensors`, held in memory."""
+
+    def ragged_dataset(self, batch_size, shuffle_seed=None, max_users=None):
+        """Batches of users as stored: {"user_id": [batch], "input_movies", "input_labels",
+        "target_movies", "target_labels": int32, "input_ratings", "target_ratings": float32
+        stars; ragged [batch, (ratings)]}.
+
+        ``input_*`` are the ratings the model may see, ``target_*`` the ratings to predict
+        (the same ratings on train). Every user is shuffled with every other with
+        ``shuffle_seed`` when it is given (in the records' order otherwise). ``max_users``
+        keeps the first that many users of the records' order, a fixed sample (TFDS orders a
+        split's examples by a hash of their key). Batches are gathered from `ragged_tensors`.
+        """
+        return ragged_batches(self.ragged_tensors, batch_size, shuffle_seed, max_users)
+
+    def case_batches(self, batch_size, shuffle_seed=None, max_users=None):
+        """The users of each batch of `ragged_dataset`, as indices [batch] into `ragged_tensors`
+        (read their ratings with `gather_cases`)."""
+        return case_batches(int(self.ragged_tensors["user_id"].shape[0]), batch_size, shuffle_seed,
+                            max_users)
+
+
 @dataclasses.dataclass(frozen=True)
-class MovieLensPart:
+class MovieLensPart(RaggedCases):
     """The train or the test part of a prepared split."""
 
     builder: tfds.core.DatasetBuilder
@@ -92,25 +116,6 @@ class MovieLensPart:
         tensors = {key: tf.concat([batch[key] for batch in batches], axis=0) for key in spec}
         return {key: value if key == "user_id" or key.endswith("_ratings") else tf.cast(value, tf.int32)
                 for key, value in tensors.items()}
-
-    def ragged_dataset(self, batch_size, shuffle_seed=None, max_users=None):
-        """Batches of users as stored: {"user_id": [batch], "input_movies", "input_labels",
-        "target_movies", "target_labels": int32, "input_ratings", "target_ratings": float32
-        stars; ragged [batch, (ratings)]}.
-
-        ``input_*`` are the ratings the model may see, ``target_*`` the ratings to predict
-        (the same ratings on train). Every user is shuffled with every other with
-        ``shuffle_seed`` when it is given (in the records' order otherwise). ``max_users``
-        keeps the first that many users of the records' order, a fixed sample (TFDS orders a
-        split's examples by a hash of their key). Batches are gathered from `ragged_tensors`.
-        """
-        return ragged_batches(self.ragged_tensors, batch_size, shuffle_seed, max_users)
-
-    def case_batches(self, batch_size, shuffle_seed=None, max_users=None):
-        """The users of each batch of `ragged_dataset`, as indices [batch] into `ragged_tensors`
-        (read their ratings with `gather_cases`)."""
-        return case_batches(int(self.ragged_tensors["user_id"].shape[0]), batch_size, shuffle_seed,
-                            max_users)
 
     def dataset(self, batch_size, shuffle_seed=None):
         """Batches of {"user_id", "inputs", "targets"}: float32 [batch, num_movies] in {-1, 0, 1}.
@@ -257,7 +262,7 @@ def prepare_movielens(release, raw_dir, data_dir, split=None, test_per_user=10, 
     return MovieLensData(builder, data_dir)
 
 
-class ItemPart:
+class ItemPart(RaggedCases):
     """A part of a split seen from the movies' side: one example per movie, its ratings by
     users as the inputs and its held-out ratings as the targets, in `MovieLensPart`'s ragged
     batches (``user_id`` is then the movie index, ``*_movies`` hold user indices). Item-based
@@ -298,14 +303,6 @@ class ItemPart:
         return ragged(user_index.astype(np.int32)), ragged(stars.astype(np.float32)), \
             ragged(labels.astype(np.int32))
 
-    def ragged_dataset(self, batch_size, shuffle_seed=None, max_users=None):
-        return ragged_batches(self.ragged_tensors, batch_size, shuffle_seed, max_users)
-
-    def case_batches(self, batch_size, shuffle_seed=None, max_users=None):
-        """The users of each batch of `ragged_dataset`, as indices [batch] into `ragged_tensors`
-        (read their ratings with `gather_cases`)."""
-        return case_batches(int(self.ragged_tensors["user_id"].shape[0]), batch_size, shuffle_seed,
-                            max_users)
 
 
 def case_batches(count, batch_size, shuffle_seed=None, max_users=None):
