@@ -4,9 +4,10 @@
     result = train_rating_rbm(data, "runs/rating-rbm-u1")     # metrics.json's content
     result["final"]["test_rmse"], result["final"]["baselines"]["user_item_biases"]["test_rmse"]
 
-One case per user (the user-based variant of Salakhutdinov, Mnih & Hinton 2007): a K-way
-softmax unit for every movie the user rated, K the release's star levels. It predicts the
-expected rating of any movie from a user's ratings alone (a user it never saw too), and the
+One case per movie by default (the item-based variant of Salakhutdinov, Mnih & Hinton 2007:
+a K-way softmax unit for every user who rated the movie, K the release's star levels), or
+one case per user (a unit for every movie the user rated, which scores a user it never saw
+from their ratings alone). It predicts the expected rating of a user's movie, and the
 probability of a like (a level at or above the like threshold), so that it is measured beside
 the binary RBM too. Training, evaluation and the outer loop are the binary recommender's:
 ragged batches, CD whose work follows the ratings, `pipelines.loop`, early stopping on the
@@ -248,8 +249,15 @@ def train_rating_rbm(data, run_dir, config=None, resume=False, epochs=None, expo
     final["beats_user_item_biases"] = final["test_rmse"] < biases
     final["verdict"] = ("beats every baseline" if final["beats_user_item_biases"]
                         else "does NOT beat the user+item biases model on RMSE")
-    exporter = model.export if config.variant == "user" else ItemServing(model, train, data).export
-    return run.finish(final, export=exporter if export else None, model_name=MODEL_NAME)
+    return run.finish(final, export=rating_exporter(model, data) if export else None, model_name=MODEL_NAME)
+
+
+def rating_exporter(model, data):
+    """What exports a rating RBM trained on `data`'s training part: the model's own export
+    (user-based) or its `ItemServing`'s (item-based)."""
+    if model.config.variant == "user":
+        return model.export
+    return ItemServing(model, ItemPart([data.train]), data).export
 
 
 class ItemServing:
@@ -310,10 +318,7 @@ def export_rating_run(run_dir, export_base=None):
     directory = runs.RunDirectory(run_dir)
     directory.checkpoint_to_export()
     model = load_rating_run(run_dir)
-    exporter = model.export
-    if model.config.variant == "item":
-        data = load_run_data(run_dir)
-        exporter = ItemServing(model, ItemPart([data.train]), data).export
+    exporter = model.export if model.config.variant == "user" else rating_exporter(model, load_run_data(run_dir))
     path = runs.export_versioned(export_base or directory.export_base(), MODEL_NAME, exporter)
     directory.record_export(path)
     return path
