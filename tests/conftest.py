@@ -76,3 +76,13 @@ def fails_with(capsys, main, argv, message):
 def ml100k_dir(tmp_path):
     """A planted-taste ML-100K directory under tmp_path/raw/ml-100k."""
     return write_ml100k(tmp_path / "raw" / "ml-100k", planted_ml100k_ratings())
+
+
+def randomised(rbm, seed, weight_stddev=0.8):
+    """`rbm` (binary or rating) with weights N(0, weight_stddev^2) and biases N(0, 0.25) drawn
+    from numpy with `seed`: large enough that a hand computation tells units apart."""
+    rng = np.random.default_rng(seed)
+    rbm.weights.assign(rng.normal(0, weight_stddev, rbm.weights.shape).astype(np.float32))
+    rbm.visible_bias.assign(rng.normal(0, 0.5, rbm.visible_bias.shape).astype(np.float32))
+    rbm.hidden_bias.assign(rng.normal(0, 0.5, rbm.hidden_bias.shape).astype(np.float32))
+    return rbm

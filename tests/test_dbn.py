@@ -19,6 +19,7 @@ from rbm_tf.monitoring import pseudo_log_likelihood
 from rbm_tf.pretraining import GreedyPretrainer
 from rbm_tf.rbm import RBM
 from rbm_tf.training import CDConfig
+from tests.conftest import randomised
 
 
 def sigmoid(x):
@@ -26,12 +27,7 @@ def sigmoid(x):
 
 
 def random_rbm(num_visible, num_hidden, seed=3):
-    rbm = RBM(num_visible, num_hidden, "single", seed=seed)
-    rng = np.random.default_rng(seed)
-    rbm.weights.assign(rng.normal(0, 0.8, rbm.weights.shape).astype(np.float32))
-    rbm.visible_bias.assign(rng.normal(0, 0.5, rbm.visible_bias.shape).astype(np.float32))
-    rbm.hidden_bias.assign(rng.normal(0, 0.5, rbm.hidden_bias.shape).astype(np.float32))
-    return rbm
+    return randomised(RBM(num_visible, num_hidden, "single", seed=seed), seed)
 
 
 def test_mean_field_cd1_on_pixel_intensities_matches_numpy():

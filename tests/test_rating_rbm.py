@@ -12,6 +12,7 @@ from rbm_tf.rating_rbm import RatingRBM
 from rbm_tf.rbm import SparseRatings
 from scripts import rbm_prepare
 from scripts import rec_train
+from tests.conftest import randomised
 from tests.conftest import planted_ml100k_ratings
 from tests.conftest import write_ml100k
 
@@ -22,12 +23,7 @@ def softmax(x):
 
 
 def tiny_rbm(num_movies=5, levels=3, hidden=4, seed=2):
-    rbm = RatingRBM(num_movies, levels, hidden, seed=seed)
-    rng = np.random.default_rng(seed)
-    rbm.weights.assign(rng.normal(0, 0.7, rbm.weights.shape).astype(np.float32))
-    rbm.visible_bias.assign(rng.normal(0, 0.5, rbm.visible_bias.shape).astype(np.float32))
-    rbm.hidden_bias.assign(rng.normal(0, 0.5, rbm.hidden_bias.shape).astype(np.float32))
-    return rbm
+    return randomised(RatingRBM(num_movies, levels, hidden, seed=seed), seed, weight_stddev=0.7)
 
 
 def test_hidden_and_level_probabilities_match_a_one_hot_numpy_computation():

@@ -11,6 +11,7 @@ from pipelines.recommender_eval import RatingMetrics
 from rbm_tf.rbm import RBM
 from rbm_tf.training import CDConfig
 from rbm_tf.training import CDTrainer
+from tests.conftest import randomised
 
 
 def sigmoid(x):
@@ -18,12 +19,7 @@ def sigmoid(x):
 
 
 def make_rbm(num_visible, num_hidden, layout, seed=7):
-    rbm = RBM(num_visible, num_hidden, layout, seed=seed)
-    rng = np.random.default_rng(seed)
-    rbm.weights.assign(rng.normal(0, 0.8, rbm.weights.shape).astype(np.float32))
-    rbm.visible_bias.assign(rng.normal(0, 0.5, rbm.visible_bias.shape).astype(np.float32))
-    rbm.hidden_bias.assign(rng.normal(0, 0.5, rbm.hidden_bias.shape).astype(np.float32))
-    return rbm
+    return randomised(RBM(num_visible, num_hidden, layout, seed=seed), seed)
 
 
 def numpy_units(visible, mask, layout):
