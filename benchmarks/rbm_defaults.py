@@ -42,6 +42,8 @@ SETTINGS = {
     "weight decay 0.03": {"weight_decay": 0.03},
     "batch 16": {"batch_size": 16},
     "CD-3": {"k": 3},
+    "initial weights 0.03": {"weight_stddev": 0.03},
+    "initial weights 0.01": {"weight_stddev": 0.01},
 }
 
 

@@ -87,7 +87,8 @@ class Recommender(RBMWeights):
         self.movie_ids, self.movie_titles = movie_table.catalogue(self.num_movies, movie_ids, movie_titles)
         self.strategy = strategy
         with distribute.scope(strategy):
-            self.rbm = RBM(self.num_movies, config.hidden, config.visible, seed=config.seed)
+            self.rbm = RBM(self.num_movies, config.hidden, config.visible,
+                           weight_stddev=config.weight_stddev, seed=config.seed)
             self.trainer = SparseCDTrainer(self.rbm, config.cd_config(), batch_size=config.batch_size)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             # the log-odds of a like over all training ratings, and each movie's share of them:

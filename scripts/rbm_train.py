@@ -36,6 +36,8 @@ def build_parser():
                              "layer; single: one 0/1 unit per movie (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
                         help="users per update (default: %(default)s)")
+    parser.add_argument("--weight-stddev", type=float, default=defaults.weight_stddev,
+                        help="scale of the initial N(0, s^2) weights (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="seed of initial weights, sampling and shuffling (default: %(default)s)")
     _arguments.add_contrastive_divergence_arguments(parser, defaults)
@@ -53,6 +55,7 @@ def body(args):
     if not args.resume:  # a resumed run keeps its stored settings; only --epochs may change
         config = _cli.config_of(RecommenderConfig, hidden=args.hidden, visible=args.visible,
                                 batch_size=args.batch_size, seed=args.seed,
+                                weight_stddev=args.weight_stddev,
                                 patience_updates=args.patience_updates, min_updates=args.min_updates,
                                 **_arguments.cd_settings(args))
     data = load_movielens(args.data_dir, **_arguments.split_settings(args))

@@ -252,9 +252,19 @@ def test_a_diverging_run_stops_without_saving_or_exporting(data, tmp_path, learn
 def test_settings_a_run_cannot_use_are_refused_by_name():
     for settings, message in (({"learning_rate": float("nan")}, "learning_rate must be positive"),
                               ({"hidden": 0}, "hidden must be at least 1"),
-                              ({"visible": "triple"}, "visible must be one of")):
+                              ({"visible": "triple"}, "visible must be one of"),
+                              ({"weight_stddev": 0.0}, "weight_stddev must be positive")):
         with pytest.raises(ValueError, match=message):
             RecommenderConfig(**settings)
+
+
+def test_the_initial_weights_have_the_configured_scale():
+    for stddev in (0.01, 0.1):
+        model = Recommender(500, RecommenderConfig(hidden=40, weight_stddev=stddev))
+        weights = model.rbm.weights.numpy()
+        assert weights.shape == (1000, 40)
+        # 40,000 draws: the sample deviation is within 2% of the configured one
+        assert abs(weights.std() / stddev - 1) < 0.02 and abs(weights.mean()) < 0.05 * stddev
 
 
 def test_a_run_directory_that_cannot_be_written_is_a_run_error(data, tmp_path, monkeypatch):
