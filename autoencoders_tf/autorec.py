@@ -4,8 +4,12 @@ Filtering"): an autoencoder whose cases are movies.
 Each movie is the vector of its star ratings by the training users (0 where a user did not
 rate it). The network reconstructs it through `hidden` sigmoid units with an identity output,
 and learns from the squared error on the *observed* ratings only, with an L2 penalty on the
-weights. User u's predicted rating of movie i is entry u of movie i's reconstruction:
-``codes[i] . V[:, u] + c[u]``, where codes are the hidden units of every movie.
+weights. With `biases` (the default) its targets are the ratings less the user + movie biases
+model of `pipelines.rating_eval` (mean + b_user + b_movie, fitted on the training ratings),
+while its inputs stay the star ratings. User u's predicted rating of movie i is entry u of
+movie i's reconstruction plus that baseline:
+``codes[i] . V[:, u] + c[u] + mean + b_user[u] + b_movie[i]``, where codes are the hidden
+units of every movie.
 
 A user never seen in training has no decoder column: `AutoRecRecommender` fits one to their
 ratings by ridge regression on the movies' codes (the "fold-in"), in its dual form: one
@@ -23,6 +27,7 @@ import tensorflow as tf
 
 from autoencoders_tf.rec_base import KerasRecommender
 from autoencoders_tf.rec_config import AutoRecConfig
+from pipelines.rating_eval import RatingBiases
 from pipelines.rec_serving import RatingServing
 from pipelines.rating_parts import rating_part
 
@@ -173,6 +178,9 @@ class AutoRecRecommender(KerasRecommender):
                                  name="codes")
         self.mean = tf.Variable(0.0, trainable=False, name="mean")
         self.scale = tf.Variable([1.0, 5.0], trainable=False, name="scale")
+        # the biases model the network's targets are relative to (zeros without `biases`)
+        self.user_bias = tf.Variable(tf.zeros([self.num_users]), trainable=False, name="user_bias")
+        self.movie_bias = tf.Variable(tf.zeros([self.num_movies]), trainable=False, name="movie_bias")
         self._items = None
 
     def build_network(self):
@@ -181,7 +189,8 @@ class AutoRecRecommender(KerasRecommender):
 
     def trackables(self):
         return {**super().trackables(), "user_ids": self.user_ids, "codes": self.codes,
-                "mean": self.mean, "scale": self.scale}
+                "mean": self.mean, "scale": self.scale, "user_bias": self.user_bias,
+                "movie_bias": self.movie_bias}
 
     # -- training ----------------------------------------------------------------------------
 
@@ -194,6 +203,10 @@ class AutoRecRecommender(KerasRecommender):
         self.user_ids.assign(train.user_ids)
         self.mean.assign(float(train.inputs.ratings.mean()))
         self.scale.assign(train.rating_scale())
+        if self.config.biases:
+            biases = RatingBiases(train, self.config.bias_l2)
+            self.user_bias.assign(biases.training_user_bias)
+            self.movie_bias.assign(biases.movie_bias)
         self._items = item_vectors(train, self.num_users)
         return self.item_dataset(shuffle_seed)
 
@@ -203,9 +216,15 @@ class AutoRecRecommender(KerasRecommender):
         `center`, so that a missing 0 means "as usual" rather than "far below 1 star"."""
         return self.mean if self.config.center else tf.constant(0.0)
 
+    @property
+    def baseline_mean(self):
+        """The constant part of what the network's targets are relative to."""
+        return self.mean if self.config.biases else self.offset
+
     def item_dataset(self, shuffle_seed=None):
-        """Batches (values, values, observed) of movies: [batch, num_users] ratings less the
-        offset (0 where not rated), and whether each is rated."""
+        """Batches (values, targets, observed) of movies: [batch, num_users] ratings less the
+        offset (0 where not rated), the ratings less the baseline (the biases model with
+        `biases`, else the offset), and whether each is rated."""
         positions, ratings = self._items
         dataset = tf.data.Dataset.range(self.num_movies)
         if shuffle_seed is not None:
@@ -215,7 +234,9 @@ class AutoRecRecommender(KerasRecommender):
             stars = densify_rows(positions, ratings, rows, self.num_users)
             observed = tf.not_equal(stars, 0.0)
             values = tf.where(observed, stars - self.offset, 0.0)
-            return values, values, observed
+            baseline = (self.baseline_mean + self.user_bias[tf.newaxis]
+                        + tf.gather(self.movie_bias, rows)[:, tf.newaxis])
+            return values, tf.where(observed, stars - baseline, 0.0), observed
 
         return dataset.batch(self.config.batch_size).map(batch_of)
 
@@ -239,17 +260,19 @@ class AutoRecRecommender(KerasRecommender):
         decoder = self.network.decoder
         learned = (tf.matmul(tf.gather(decoder.kernel, position, axis=1), self.codes,
                              transpose_a=True, transpose_b=True)
-                   + tf.gather(decoder.bias, position)[:, tf.newaxis] + self.offset)
+                   + tf.gather(decoder.bias, position)[:, tf.newaxis] + self.baseline_mean
+                   + tf.gather(self.user_bias, position)[:, tf.newaxis] + self.movie_bias)
         predicted = tf.cond(tf.reduce_all(known), lambda: learned,
                             lambda: tf.where(known[:, tf.newaxis], learned, self.fold_in(stars)))
         return tf.clip_by_value(predicted, self.scale[0], self.scale[1])
 
     def fold_in(self, stars):
         """Each user's ratings predicted from `stars` alone: ridge regression of the user's
-        ratings less the mean training rating on [code, FOLD_IN_BIAS] of the rated movies,
-        penalty `fold_in_l2` (the bias feature's large value leaves the user's own bias
-        nearly unpenalised). Solved in dual form, a system as large as the user's ratings; a
-        user with none gets the mean."""
+        ratings less the mean training rating and the movies' biases (zero without `biases`)
+        on [code, FOLD_IN_BIAS] of the rated movies, penalty `fold_in_l2` (the bias feature's
+        large value leaves the user's own bias nearly unpenalised). Solved in dual form, a
+        system as large as the user's ratings; a user with none gets the mean plus the movie's
+        bias."""
         features = tf.concat([self.codes, tf.fill([self.num_movies, 1], FOLD_IN_BIAS)], axis=1)
         kernel = tf.matmul(features, features, transpose_b=True)
         alpha = self.config.fold_in_l2
@@ -258,9 +281,10 @@ class AutoRecRecommender(KerasRecommender):
             rated = tf.where(user_stars != 0.0)[:, 0]
             gram = tf.gather(tf.gather(kernel, rated), rated, axis=1)
             gram += alpha * tf.eye(tf.shape(rated)[0])
-            residual = tf.gather(user_stars, rated) - self.mean
+            residual = tf.gather(user_stars, rated) - self.mean - tf.gather(self.movie_bias, rated)
             weights = tf.linalg.solve(gram, residual[:, tf.newaxis])
-            return self.mean + tf.matmul(tf.gather(kernel, rated, axis=1), weights)[:, 0]
+            return (self.mean + self.movie_bias
+                    + tf.matmul(tf.gather(kernel, rated, axis=1), weights)[:, 0])
 
         return tf.map_fn(one_user, stars, fn_output_signature=tf.TensorSpec([self.num_movies]))
 
@@ -270,5 +294,6 @@ class AutoRecRecommender(KerasRecommender):
     def serving_module(self, movie_table_path=None):
         return RatingServing(self.num_movies, self.movie_ids, self.predict_stars,
                              tuple(self.scale.numpy()),
-                             trackables=[self.network, self.user_ids, self.codes, self.mean, self.scale],
+                             trackables=[self.network, self.user_ids, self.codes, self.mean, self.scale,
+                                         self.user_bias, self.movie_bias],
                              movie_table_path=movie_table_path)

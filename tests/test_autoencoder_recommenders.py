@@ -87,7 +87,7 @@ def test_autorec_loss_ignores_unobserved_entries_and_matches_numpy():
 
 
 def test_autorec_predicts_training_users_from_their_column_and_folds_in_anyone_else():
-    model = AutoRecRecommender(6, 2, hidden=3, fold_in_l2=0.5)
+    model = AutoRecRecommender(6, 2, hidden=3, fold_in_l2=0.5, biases=False)  # the paper's form
     rng = np.random.default_rng(0)
     codes = rng.random([6, 3]).astype(np.float32)
     model.codes.assign(codes)
@@ -104,6 +104,55 @@ def test_autorec_predicts_training_users_from_their_column_and_folds_in_anyone_e
     weights = np.linalg.solve(features[rated].T @ features[rated] + 0.5 * np.eye(4),
                               features[rated].T @ (stars[1, rated] - 3.0))
     np.testing.assert_allclose(predicted[1], np.clip(3.0 + features @ weights, 0.5, 5), rtol=1e-4)
+
+
+def test_autorec_learns_and_predicts_the_residual_over_the_user_and_movie_biases():
+    rng = np.random.default_rng(3)
+    stars = ((rng.random([7, 5]) < 0.6) * rng.integers(1, 6, [7, 5])).astype(np.float32)
+    stars[:, 0] = 0.0  # a movie nobody rated: its bias is 0
+    stars[:, 1] = np.maximum(stars[:, 1], 1.0)  # every user has a rating
+    model = AutoRecRecommender(5, 7, hidden=3, bias_l2=4.0, batch_size=2)
+    batches = list(model.training_dataset(part_of(stars), shuffle_seed=None))
+    inputs, targets, observed = (np.concatenate([b[i].numpy() for b in batches]) for i in range(3))
+    # the biases by hand: ridge least squares of the centred ratings on user and movie indicators
+    users, movies = np.nonzero(stars)
+    mean = stars[users, movies].mean()
+    design = np.zeros([len(users), 12])
+    design[np.arange(len(users)), users] = 1.0
+    design[np.arange(len(users)), 7 + movies] = 1.0
+    biases = np.linalg.solve(design.T @ design + 4.0 * np.eye(12),
+                             design.T @ (stars[users, movies] - mean))
+    user_bias, movie_bias = biases[:7], biases[7:]
+    np.testing.assert_allclose(model.user_bias.numpy(), user_bias, atol=1e-4)
+    np.testing.assert_allclose(model.movie_bias.numpy(), movie_bias, atol=1e-4)
+    # movies are the cases: the inputs stay the stars, the targets are the residuals
+    np.testing.assert_array_equal(inputs, stars.T)
+    np.testing.assert_array_equal(observed, stars.T > 0)
+    residual = stars.T - mean - user_bias[np.newaxis] - movie_bias[:, np.newaxis]
+    np.testing.assert_allclose(targets, np.where(stars.T > 0, residual, 0.0), atol=1e-4)
+    # a training user: their decoder column plus the baseline; anyone else: the fold-in of
+    # their ratings less the mean and the movies' biases, plus those
+    model.refresh()
+    codes = model.codes.numpy()
+    kernel, bias = model.network.decoder.kernel.numpy(), model.network.decoder.bias.numpy()
+    new_user = np.array([4, 2, 0, 0, 5], np.float32)
+    predicted = model.predict_stars(np.array([2, 99]), np.stack([stars[2], new_user])).numpy()
+    expected = codes @ kernel[:, 2] + bias[2] + mean + user_bias[2] + movie_bias
+    np.testing.assert_allclose(predicted[0], np.clip(expected, 1, 5), atol=1e-4)
+    features = np.concatenate([codes, np.full([5, 1], FOLD_IN_BIAS)], axis=1).astype(np.float64)
+    rated = new_user > 0
+    weights = np.linalg.solve(features[rated].T @ features[rated] + 30.0 * np.eye(4),
+                              features[rated].T @ (new_user[rated] - mean - movie_bias[rated]))
+    np.testing.assert_allclose(predicted[1], np.clip(mean + movie_bias + features @ weights, 1, 5),
+                               atol=1e-4)
+
+
+def test_an_autorec_run_stored_before_the_biases_existed_reloads_without_them():
+    from autoencoders_tf import AutoRecConfig
+
+    assert AutoRecConfig().biases
+    assert not AutoRecConfig.from_dict({"model": "autorec", "hidden": 7}).biases
+    assert AutoRecConfig.from_dict({"hidden": 7, "biases": True}) == AutoRecConfig(hidden=7)
 
 
 def test_mult_vae_loss_is_multinomial_likelihood_plus_beta_kl_in_numpy():
