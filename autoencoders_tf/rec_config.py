@@ -52,6 +52,7 @@ class AutoRecConfig(StoredSettings):
     """
 
     hidden: int = 500
+    members: int = 1
     l2: float = 1e-3
     dropout: float = 0.5
     center: bool = False
@@ -73,6 +74,7 @@ class AutoRecConfig(StoredSettings):
 
     def __post_init__(self):
         at_least("hidden", self.hidden, 1)
+        at_least("members", self.members, 1)
         _check_training(self)
         if not self.l2 >= 0:
             raise ValueError(f"l2 must be >= 0, got {self.l2}")
