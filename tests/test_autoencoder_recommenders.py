@@ -88,7 +88,7 @@ def test_autorec_loss_ignores_unobserved_entries_and_matches_numpy():
 
 
 def test_autorec_predicts_training_users_from_their_column_and_folds_in_anyone_else():
-    model = AutoRecRecommender(6, 2, hidden=3, fold_in_l2=0.5, biases=False)  # the paper's form
+    model = AutoRecRecommender(6, 2, hidden=3, members=1, fold_in_l2=0.5, biases=False)  # the paper's own
     rng = np.random.default_rng(0)
     codes = rng.random([6, 3]).astype(np.float32)
     model.codes.assign(codes[np.newaxis])
@@ -166,7 +166,7 @@ def test_autorec_learns_and_predicts_the_residual_over_the_user_and_movie_biases
     stars = ((rng.random([7, 5]) < 0.6) * rng.integers(1, 6, [7, 5])).astype(np.float32)
     stars[:, 0] = 0.0  # a movie nobody rated: its bias is 0
     stars[:, 1] = np.maximum(stars[:, 1], 1.0)  # every user has a rating
-    model = AutoRecRecommender(5, 7, hidden=3, bias_l2=4.0, batch_size=2)
+    model = AutoRecRecommender(5, 7, hidden=3, members=1, bias_l2=4.0, batch_size=2)
     batches = list(model.training_dataset(part_of(stars), shuffle_seed=None))
     inputs, targets, observed = (np.concatenate([b[i].numpy() for b in batches]) for i in range(3))
     # the biases by hand: ridge least squares of the centred ratings on user and movie indicators
