@@ -4,11 +4,11 @@ Filtering"): an autoencoder whose cases are movies.
 Each movie is the vector of its star ratings by the training users (0 where a user did not
 rate it). The network reconstructs it through `hidden` sigmoid units with an identity output,
 and learns from the squared error on the *observed* ratings only, with an L2 penalty on the
-weights. `members` such networks, seeded apart and trained side by side, make an ensemble whose
-prediction is the mean of theirs. With `biases` (the default) its targets are the ratings less the user + movie biases
-model of `pipelines.rating_eval` (mean + b_user + b_movie, fitted on the training ratings),
-while its inputs stay the star ratings. User u's predicted rating of movie i is entry u of
-movie i's reconstruction plus that baseline:
+weights. `members` such networks, seeded apart and trained side by side, make an ensemble
+whose prediction is the mean of theirs. With `biases` (the default) their targets are the
+ratings less the user + movie biases model of `pipelines.rating_eval` (mean + b_user +
+b_movie, fitted on the training ratings), while their inputs stay the star ratings. User u's
+predicted rating of movie i is entry u of movie i's reconstruction plus that baseline:
 ``codes[i] . V[:, u] + c[u] + mean + b_user[u] + b_movie[i]`` (the first two averaged over
 the members), where codes are the hidden units of every movie.
 
@@ -294,8 +294,9 @@ class AutoRecRecommender(KerasRecommender):
         members = self.network.members
         columns = tf.stack([tf.gather(m.decoder.kernel, position, axis=1) for m in members])
         user_biases = tf.stack([tf.gather(m.decoder.bias, position) for m in members])
-        learned = ((tf.einsum("mhu,mih->ui", columns, self.codes) + tf.reduce_sum(user_biases, 0)[:, tf.newaxis])
-                   / len(members) + self.baseline_mean
+        learned = ((tf.einsum("mhu,mih->ui", columns, self.codes)
+                    + tf.reduce_sum(user_biases, axis=0)[:, tf.newaxis]) / len(members)
+                   + self.baseline_mean
                    + tf.gather(self.user_bias, position)[:, tf.newaxis] + self.movie_bias)
         predicted = tf.cond(tf.reduce_all(known), lambda: learned,
                             lambda: tf.where(known[:, tf.newaxis], learned, self.fold_in(stars)))

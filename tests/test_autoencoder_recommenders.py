@@ -88,7 +88,8 @@ def test_autorec_loss_ignores_unobserved_entries_and_matches_numpy():
 
 
 def test_autorec_predicts_training_users_from_their_column_and_folds_in_anyone_else():
-    model = AutoRecRecommender(6, 2, hidden=3, members=1, fold_in_l2=0.5, biases=False)  # the paper's own
+    # one network without the biases: the paper's own
+    model = AutoRecRecommender(6, 2, hidden=3, members=1, fold_in_l2=0.5, biases=False)
     rng = np.random.default_rng(0)
     codes = rng.random([6, 3]).astype(np.float32)
     model.codes.assign(codes[np.newaxis])
