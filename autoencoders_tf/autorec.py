@@ -4,8 +4,13 @@ Filtering"): an autoencoder whose cases are movies.
 Each movie is the vector of its star ratings by the training users (0 where a user did not
 rate it). The network reconstructs it through `hidden` sigmoid units with an identity output,
 and learns from the squared error on the *observed* ratings only, with an L2 penalty on the
-weights. User u's predicted rating of movie i is entry u of movie i's reconstruction:
-``codes[i] . V[:, u] + c[u]``, where codes are the hidden units of every movie.
+weights. `members` such networks, seeded apart and trained side by side, make an ensemble
+whose prediction is the mean of theirs. With `biases` (the default) their targets are the
+ratings less the user + movie biases model of `pipelines.rating_eval` (mean + b_user +
+b_movie, fitted on the training ratings), while their inputs stay the star ratings. User u's
+predicted rating of movie i is entry u of movie i's reconstruction plus that baseline:
+``codes[i] . V[:, u] + c[u] + mean + b_user[u] + b_movie[i]`` (the first two averaged over
+the members), where codes are the hidden units of every movie.
 
 A user never seen in training has no decoder column: `AutoRecRecommender` fits one to their
 ratings by ridge regression on the movies' codes (the "fold-in"), in its dual form: one
@@ -23,6 +28,7 @@ import tensorflow as tf
 
 from autoencoders_tf.rec_base import KerasRecommender
 from autoencoders_tf.rec_config import AutoRecConfig
+from pipelines.rating_eval import RatingBiases
 from pipelines.rec_serving import RatingServing
 from pipelines.rating_parts import rating_part
 
@@ -48,54 +54,84 @@ class ObservedRMSE(keras.metrics.Metric):
         return tf.sqrt(tf.math.divide_no_nan(self.total, self.count))
 
 
+class AutoRecMember(keras.layers.Layer):
+    """One I-AutoRec network: dropout on the input ratings, `hidden` sigmoid units, an
+    identity output of `num_users` ratings."""
+
+    def __init__(self, num_users, hidden, dropout, seed, **kwargs):
+        super().__init__(**kwargs)
+        self.input_dropout = keras.layers.Dropout(dropout, seed=seed)
+        self.encoder = keras.layers.Dense(hidden, activation="sigmoid", name="encoder",
+                                          kernel_initializer=keras.initializers.GlorotUniform(seed))
+        self.decoder = keras.layers.Dense(num_users, name="decoder",
+                                          kernel_initializer=keras.initializers.GlorotUniform(seed + 1))
+        self.encoder.build((None, num_users))
+        self.decoder.build((None, hidden))
+        self.built = True
+
+    def encode(self, item_ratings, training=False):
+        return self.encoder(self.input_dropout(item_ratings, training=training), training=training)
+
+    def call(self, item_ratings, training=False):
+        return self.decoder(self.encode(item_ratings, training=training), training=training)
+
+    def penalty(self):
+        """|W|^2 + |V|^2 of the encoder and decoder weights."""
+        return tf.reduce_sum(tf.square(self.encoder.kernel)) + tf.reduce_sum(tf.square(self.decoder.kernel))
+
+
 @keras.saving.register_keras_serializable(package="autoencoders_tf")
 class AutoRec(keras.Model):
-    """The I-AutoRec network over vectors of `num_users` ratings (0 = not observed).
+    """The I-AutoRec network over vectors of `num_users` ratings (0 = not observed): an
+    ensemble of `members` networks (`AutoRecMember`, seeds seed, seed + 2, ...) whose
+    reconstruction is the mean of theirs.
 
-    ``loss`` is the mean squared error over a batch's observed ratings plus
-    (l2 / 2) (|W|^2 + |V|^2) of the encoder and decoder weights; ``rmse`` is over the observed
-    ratings of every batch of the epoch. A batch is ``inputs`` (the same vectors are the
-    targets), ``(inputs, targets)`` (a target of 0 is not observed) or
-    ``(inputs, targets, observed)``.
+    ``loss`` is the sum over members of each one's mean squared error over a batch's observed
+    ratings plus (l2 / 2) (|W|^2 + |V|^2) of its encoder and decoder weights: its gradient is
+    each member's own, so the members learn independently, on the same batches. ``rmse`` is
+    over the observed ratings of every batch of the epoch and every member. A batch is
+    ``inputs`` (the same vectors are the targets), ``(inputs, targets)`` (a target of 0 is
+    not observed) or ``(inputs, targets, observed)``.
     """
 
-    def __init__(self, num_users, hidden=500, l2=1e-3, dropout=0.0, seed=0, **kwargs):
+    def __init__(self, num_users, hidden=500, l2=1e-3, dropout=0.0, seed=0, members=1, **kwargs):
         super().__init__(**kwargs)
         self.num_users = int(num_users)
         self.hidden = int(hidden)
         self.l2 = float(l2)
         self.dropout = float(dropout)
         self.seed = int(seed)
-        self.input_dropout = keras.layers.Dropout(self.dropout, seed=seed)
-        self.encoder = keras.layers.Dense(self.hidden, activation="sigmoid", name="encoder",
-                                          kernel_initializer=keras.initializers.GlorotUniform(seed))
-        self.decoder = keras.layers.Dense(self.num_users, name="decoder",
-                                          kernel_initializer=keras.initializers.GlorotUniform(seed + 1))
-        self.encoder.build((None, self.num_users))
-        self.decoder.build((None, self.hidden))
+        # each member's encoder and decoder draw from seeds s and s + 1
+        self.members = [AutoRecMember(self.num_users, self.hidden, self.dropout, self.seed + 2 * m,
+                                      name=f"member_{m}") for m in range(int(members))]
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.rmse_tracker = ObservedRMSE()
         self.built = True
 
     def encode(self, item_ratings, training=False):
-        """The hidden units (codes) of movies: [movies, hidden]."""
-        return self.encoder(self.input_dropout(item_ratings, training=training), training=training)
+        """The hidden units (codes) of movies by member: [members, movies, hidden]."""
+        return tf.stack([member.encode(item_ratings, training=training) for member in self.members])
 
     def call(self, item_ratings, training=False):
-        """The reconstruction [movies, num_users] of movies' rating vectors [movies, num_users]."""
-        return self.decoder(self.encode(item_ratings, training=training), training=training)
+        """The reconstruction [movies, num_users] of movies' rating vectors [movies, num_users]:
+        the mean of the members'."""
+        return tf.add_n([member(item_ratings, training=training)
+                         for member in self.members]) / len(self.members)
 
     def compute_losses(self, inputs, targets, observed=None, training=False):
-        """{"loss", "squared_error_sum", "num_observed"}; `observed` (default: targets != 0)
-        says which target entries count: every other entry is ignored, whatever its value."""
+        """{"loss", "squared_error_sum", "num_observed"} summed over the members; `observed`
+        (default: targets != 0) says which target entries count: every other entry is
+        ignored, whatever its value."""
         observed = tf.cast(tf.not_equal(targets, 0.0) if observed is None else observed, tf.float32)
-        error = tf.where(observed > 0, self(inputs, training=training) - targets, 0.0)
-        squared_error_sum = tf.reduce_sum(tf.square(error))
         num_observed = tf.reduce_sum(observed)
-        penalty = 0.5 * self.l2 * (tf.reduce_sum(tf.square(self.encoder.kernel))
-                                   + tf.reduce_sum(tf.square(self.decoder.kernel)))
-        return {"loss": squared_error_sum / tf.maximum(num_observed, 1.0) + penalty,
-                "squared_error_sum": squared_error_sum, "num_observed": num_observed}
+        loss, squared_error_sum = 0.0, 0.0
+        for member in self.members:
+            error = tf.where(observed > 0, member(inputs, training=training) - targets, 0.0)
+            member_squared_error = tf.reduce_sum(tf.square(error))
+            loss += member_squared_error / tf.maximum(num_observed, 1.0) + 0.5 * self.l2 * member.penalty()
+            squared_error_sum += member_squared_error
+        return {"loss": loss, "squared_error_sum": squared_error_sum,
+                "num_observed": num_observed * len(self.members)}
 
     @staticmethod
     def _split(data):
@@ -128,7 +164,8 @@ class AutoRec(keras.Model):
 
     def get_config(self):
         return {"num_users": self.num_users, "hidden": self.hidden, "l2": self.l2,
-                "dropout": self.dropout, "seed": self.seed, "name": self.name}
+                "dropout": self.dropout, "seed": self.seed, "members": len(self.members),
+                "name": self.name}
 
 
 def item_vectors(part, num_users):
@@ -169,19 +206,24 @@ class AutoRecRecommender(KerasRecommender):
         super().__init__(num_movies, config, movie_ids, movie_titles, like_threshold, **settings)
         # what prediction needs besides the weights: set by fit, kept in checkpoints and exports
         self.user_ids = tf.Variable(tf.zeros([self.num_users], tf.int64), trainable=False, name="user_ids")
-        self.codes = tf.Variable(tf.zeros([self.num_movies, self.config.hidden]), trainable=False,
-                                 name="codes")
+        self.codes = tf.Variable(tf.zeros([self.config.members, self.num_movies, self.config.hidden]),
+                                 trainable=False, name="codes")
         self.mean = tf.Variable(0.0, trainable=False, name="mean")
         self.scale = tf.Variable([1.0, 5.0], trainable=False, name="scale")
+        # the biases model the network's targets are relative to (zeros without `biases`)
+        self.user_bias = tf.Variable(tf.zeros([self.num_users]), trainable=False, name="user_bias")
+        self.movie_bias = tf.Variable(tf.zeros([self.num_movies]), trainable=False, name="movie_bias")
         self._items = None
 
     def build_network(self):
         config = self.config
-        return AutoRec(self.num_users, config.hidden, config.l2, config.dropout, config.seed)
+        return AutoRec(self.num_users, config.hidden, config.l2, config.dropout, config.seed,
+                       config.members)
 
     def trackables(self):
         return {**super().trackables(), "user_ids": self.user_ids, "codes": self.codes,
-                "mean": self.mean, "scale": self.scale}
+                "mean": self.mean, "scale": self.scale, "user_bias": self.user_bias,
+                "movie_bias": self.movie_bias}
 
     # -- training ----------------------------------------------------------------------------
 
@@ -194,6 +236,10 @@ class AutoRecRecommender(KerasRecommender):
         self.user_ids.assign(train.user_ids)
         self.mean.assign(float(train.inputs.ratings.mean()))
         self.scale.assign(train.rating_scale())
+        if self.config.biases:
+            biases = RatingBiases(train, self.config.bias_l2)
+            self.user_bias.assign(biases.training_user_bias)
+            self.movie_bias.assign(biases.movie_bias)
         self._items = item_vectors(train, self.num_users)
         return self.item_dataset(shuffle_seed)
 
@@ -203,9 +249,15 @@ class AutoRecRecommender(KerasRecommender):
         `center`, so that a missing 0 means "as usual" rather than "far below 1 star"."""
         return self.mean if self.config.center else tf.constant(0.0)
 
+    @property
+    def baseline_mean(self):
+        """The constant part of what the network's targets are relative to."""
+        return self.mean if self.config.biases else self.offset
+
     def item_dataset(self, shuffle_seed=None):
-        """Batches (values, values, observed) of movies: [batch, num_users] ratings less the
-        offset (0 where not rated), and whether each is rated."""
+        """Batches (values, targets, observed) of movies: [batch, num_users] ratings less the
+        offset (0 where not rated), the ratings less the baseline (the biases model with
+        `biases`, else the offset), and whether each is rated."""
         positions, ratings = self._items
         dataset = tf.data.Dataset.range(self.num_movies)
         if shuffle_seed is not None:
@@ -215,52 +267,63 @@ class AutoRecRecommender(KerasRecommender):
             stars = densify_rows(positions, ratings, rows, self.num_users)
             observed = tf.not_equal(stars, 0.0)
             values = tf.where(observed, stars - self.offset, 0.0)
-            return values, values, observed
+            baseline = (self.baseline_mean + self.user_bias[tf.newaxis]
+                        + tf.gather(self.movie_bias, rows)[:, tf.newaxis])
+            return values, tf.where(observed, stars - baseline, 0.0), observed
 
         return dataset.batch(self.config.batch_size).map(batch_of)
 
     def refresh(self):
-        """Recompute every movie's code from the training ratings and the current weights."""
+        """Recompute every movie's codes (each member's) from the training ratings and the
+        current weights."""
         if self._items is None:  # restored, not trained here: the checkpoint's codes stand
             return
         codes = [self.network.encode(values) for values, _, _ in self.item_dataset()]
-        self.codes.assign(tf.concat(codes, axis=0))
+        self.codes.assign(tf.concat(codes, axis=1))
 
     # -- prediction ------------------------------------------------------------------------------
 
     def predict_stars(self, user_ids, stars):
         """Predicted stars [users, num_movies] (TensorFlow, traced in the export), clipped to
         the training ratings' scale: a training user from their learned decoder column, any
-        other from `stars` by the fold-in."""
+        other from `stars` by the fold-in; each the mean over the members."""
         stars = tf.convert_to_tensor(stars, tf.float32)
         user_ids = tf.convert_to_tensor(user_ids, tf.int64)
         position = tf.minimum(tf.searchsorted(self.user_ids, user_ids), self.num_users - 1)
         known = tf.equal(tf.gather(self.user_ids, position), user_ids)
-        decoder = self.network.decoder
-        learned = (tf.matmul(tf.gather(decoder.kernel, position, axis=1), self.codes,
-                             transpose_a=True, transpose_b=True)
-                   + tf.gather(decoder.bias, position)[:, tf.newaxis] + self.offset)
+        members = self.network.members
+        columns = tf.stack([tf.gather(m.decoder.kernel, position, axis=1) for m in members])
+        user_biases = tf.stack([tf.gather(m.decoder.bias, position) for m in members])
+        learned = ((tf.einsum("mhu,mih->ui", columns, self.codes)
+                    + tf.reduce_sum(user_biases, axis=0)[:, tf.newaxis]) / len(members)
+                   + self.baseline_mean
+                   + tf.gather(self.user_bias, position)[:, tf.newaxis] + self.movie_bias)
         predicted = tf.cond(tf.reduce_all(known), lambda: learned,
                             lambda: tf.where(known[:, tf.newaxis], learned, self.fold_in(stars)))
         return tf.clip_by_value(predicted, self.scale[0], self.scale[1])
 
     def fold_in(self, stars):
-        """Each user's ratings predicted from `stars` alone: ridge regression of the user's
-        ratings less the mean training rating on [code, FOLD_IN_BIAS] of the rated movies,
-        penalty `fold_in_l2` (the bias feature's large value leaves the user's own bias
-        nearly unpenalised). Solved in dual form, a system as large as the user's ratings; a
-        user with none gets the mean."""
-        features = tf.concat([self.codes, tf.fill([self.num_movies, 1], FOLD_IN_BIAS)], axis=1)
-        kernel = tf.matmul(features, features, transpose_b=True)
+        """Each user's ratings predicted from `stars` alone, the mean over the members of: ridge
+        regression of the user's
+        ratings less the mean training rating and the movies' biases (zero without `biases`)
+        on [member's code, FOLD_IN_BIAS] of the rated movies, penalty `fold_in_l2` (the bias feature's
+        large value leaves the user's own bias nearly unpenalised). Solved in dual form, a
+        system as large as the user's ratings; a user with none gets the mean plus the movie's
+        bias."""
+        features = tf.concat([self.codes, tf.fill([self.config.members, self.num_movies, 1], FOLD_IN_BIAS)],
+                             axis=2)
+        kernels = tf.matmul(features, features, transpose_b=True)  # [members, movies, movies]
         alpha = self.config.fold_in_l2
 
         def one_user(user_stars):
             rated = tf.where(user_stars != 0.0)[:, 0]
-            gram = tf.gather(tf.gather(kernel, rated), rated, axis=1)
+            residual = tf.gather(user_stars, rated) - self.mean - tf.gather(self.movie_bias, rated)
+            gram = tf.gather(tf.gather(kernels, rated, axis=1), rated, axis=2)
             gram += alpha * tf.eye(tf.shape(rated)[0])
-            residual = tf.gather(user_stars, rated) - self.mean
-            weights = tf.linalg.solve(gram, residual[:, tf.newaxis])
-            return self.mean + tf.matmul(tf.gather(kernel, rated, axis=1), weights)[:, 0]
+            weights = tf.linalg.solve(gram, tf.tile(residual[tf.newaxis, :, tf.newaxis],
+                                                    [self.config.members, 1, 1]))
+            fitted = tf.matmul(tf.gather(kernels, rated, axis=2), weights)[:, :, 0]
+            return self.mean + self.movie_bias + tf.reduce_mean(fitted, axis=0)
 
         return tf.map_fn(one_user, stars, fn_output_signature=tf.TensorSpec([self.num_movies]))
 
@@ -270,5 +333,6 @@ class AutoRecRecommender(KerasRecommender):
     def serving_module(self, movie_table_path=None):
         return RatingServing(self.num_movies, self.movie_ids, self.predict_stars,
                              tuple(self.scale.numpy()),
-                             trackables=[self.network, self.user_ids, self.codes, self.mean, self.scale],
+                             trackables=[self.network, self.user_ids, self.codes, self.mean, self.scale,
+                                         self.user_bias, self.movie_bias],
                              movie_table_path=movie_table_path)

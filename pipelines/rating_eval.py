@@ -111,6 +111,8 @@ class RatingBiases:
             user_bias = np.bincount(users, residual - movie_bias[movies], train.num_users) / (
                 self.l2 + user_count)
         self.movie_bias = movie_bias.astype(np.float32)
+        # the training users' biases, in the part's user order (what `user_bias` gives them)
+        self.training_user_bias = user_bias.astype(np.float32)
 
     def user_bias(self, inputs):
         """Each user's bias from their ratings [users, num_movies] (MISSING where not rated)."""

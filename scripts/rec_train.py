@@ -36,6 +36,7 @@ MODELS = {
 # flag -> (type, help): each sets the settings field of its name where the model has one
 SETTINGS = {
     "hidden": (int, "hidden units"),
+    "members": (int, "I-AutoRec: networks trained side by side, their predictions averaged"),
     "latent_dim": (int, "Mult-VAE: latent dimensions"),
     "l2": (float, "L2 strength (EASE: chosen on validation when not given)"),
     "dropout": (float, "dropout on the input"),

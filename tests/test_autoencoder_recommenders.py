@@ -78,8 +78,9 @@ def test_autorec_loss_ignores_unobserved_entries_and_matches_numpy():
     assert loss == loss_changed
     for a, b in zip(gradients, gradients_changed):
         np.testing.assert_array_equal(a, b)
-    w1, b1 = network.encoder.kernel.numpy(), network.encoder.bias.numpy()
-    w2, b2 = network.decoder.kernel.numpy(), network.decoder.bias.numpy()
+    member = network.members[0]
+    w1, b1 = member.encoder.kernel.numpy(), member.encoder.bias.numpy()
+    w2, b2 = member.decoder.kernel.numpy(), member.decoder.bias.numpy()
     output = 1 / (1 + np.exp(-(inputs.numpy() @ w1 + b1))) @ w2 + b2
     mask = observed.numpy()
     expected = np.mean((output - targets)[mask] ** 2) + 0.05 * (np.sum(w1 ** 2) + np.sum(w2 ** 2))
@@ -87,16 +88,18 @@ def test_autorec_loss_ignores_unobserved_entries_and_matches_numpy():
 
 
 def test_autorec_predicts_training_users_from_their_column_and_folds_in_anyone_else():
-    model = AutoRecRecommender(6, 2, hidden=3, fold_in_l2=0.5)
+    # one network without the biases: the paper's own
+    model = AutoRecRecommender(6, 2, hidden=3, members=1, fold_in_l2=0.5, biases=False)
     rng = np.random.default_rng(0)
     codes = rng.random([6, 3]).astype(np.float32)
-    model.codes.assign(codes)
+    model.codes.assign(codes[np.newaxis])
     model.user_ids.assign([10, 20])
     model.mean.assign(3.0)
     model.scale.assign([0.5, 5.0])
     stars = np.array([[4, 0, 2, 0, 5, 0], [1, 3, 0, 0, 0, 0]], np.float32)
     predicted = model.predict_stars(np.array([20, 99]), stars).numpy()
-    kernel, bias = model.network.decoder.kernel.numpy(), model.network.decoder.bias.numpy()
+    decoder = model.network.members[0].decoder
+    kernel, bias = decoder.kernel.numpy(), decoder.bias.numpy()
     np.testing.assert_allclose(predicted[0], np.clip(codes @ kernel[:, 1] + bias[1], 0.5, 5), rtol=1e-5)
     # user 99 is new: ridge regression of their centred ratings on [code, bias] of the rated movies
     features = np.concatenate([codes, np.full([6, 1], FOLD_IN_BIAS)], axis=1).astype(np.float64)
@@ -104,6 +107,109 @@ def test_autorec_predicts_training_users_from_their_column_and_folds_in_anyone_e
     weights = np.linalg.solve(features[rated].T @ features[rated] + 0.5 * np.eye(4),
                               features[rated].T @ (stars[1, rated] - 3.0))
     np.testing.assert_allclose(predicted[1], np.clip(3.0 + features @ weights, 0.5, 5), rtol=1e-4)
+
+
+def test_an_autorec_ensemble_learns_each_member_on_its_own_loss_and_predicts_their_mean():
+    network = AutoRec(num_users=5, hidden=3, l2=0.1, seed=1, members=3)
+    rng = np.random.default_rng(1)
+    inputs = rng.integers(0, 6, [4, 5]).astype(np.float32)
+    targets = np.where(rng.random([4, 5]) < 0.5, rng.integers(1, 6, [4, 5]), 0).astype(np.float32)
+    weights = [[layer.kernel.numpy(), layer.bias.numpy()] for member in network.members
+               for layer in (member.encoder, member.decoder)]
+    assert not np.allclose(weights[0][0], weights[2][0])  # the members start apart
+    outputs = [1 / (1 + np.exp(-(inputs @ w1 + b1))) @ w2 + b2
+               for (w1, b1), (w2, b2) in zip(weights[::2], weights[1::2])]
+    np.testing.assert_allclose(network(tf.constant(inputs)), np.mean(outputs, axis=0), rtol=1e-5, atol=1e-6)
+    mask = targets > 0
+    expected = sum(np.mean((output - targets)[mask] ** 2) + 0.05 * (np.sum(w1 ** 2) + np.sum(w2 ** 2))
+                   for output, (w1, _), (w2, _) in zip(outputs, weights[::2], weights[1::2]))
+    with tf.GradientTape() as tape:
+        loss = network.compute_losses(tf.constant(inputs), tf.constant(targets))["loss"]
+    assert loss.numpy() == pytest.approx(expected, rel=1e-5)
+    # each member's gradient is its own: member 0 alone (the same seed) gets the same one
+    gradients = tape.gradient(loss, network.members[0].trainable_weights)
+    alone = AutoRec(num_users=5, hidden=3, l2=0.1, seed=1)
+    with tf.GradientTape() as tape:
+        alone_loss = alone.compute_losses(tf.constant(inputs), tf.constant(targets))["loss"]
+    for a, b in zip(gradients, tape.gradient(alone_loss, alone.trainable_weights)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(alone.members[0].encoder.kernel, weights[0][0])
+
+    # the recommender: a training user and a folded-in one, each the mean of the members' own
+    model = AutoRecRecommender(6, 2, hidden=3, members=2, fold_in_l2=0.5)
+    codes = rng.random([2, 6, 3]).astype(np.float32)
+    model.codes.assign(codes)
+    model.user_ids.assign([10, 20])
+    model.mean.assign(3.0)
+    model.scale.assign([0.5, 5.0])
+    model.user_bias.assign([0.3, -0.2])
+    model.movie_bias.assign(rng.normal(size=6).astype(np.float32))
+    movie_bias = model.movie_bias.numpy()
+    stars = np.array([[4, 0, 2, 0, 5, 0], [1, 3, 0, 0, 5, 0]], np.float32)
+    predicted = model.predict_stars(np.array([20, 99]), stars).numpy()
+    known, folded = [], []
+    rated = stars[1] > 0
+    for member, member_codes in zip(model.network.members, codes):
+        kernel, bias = member.decoder.kernel.numpy(), member.decoder.bias.numpy()
+        known.append(member_codes @ kernel[:, 1] + bias[1])
+        features = np.concatenate([member_codes, np.full([6, 1], FOLD_IN_BIAS)], axis=1).astype(np.float64)
+        ridge = np.linalg.solve(features[rated].T @ features[rated] + 0.5 * np.eye(4),
+                                features[rated].T @ (stars[1, rated] - 3.0 - movie_bias[rated]))
+        folded.append(features @ ridge)
+    np.testing.assert_allclose(predicted[0], np.clip(np.mean(known, axis=0) + 3.0 - 0.2 + movie_bias, 0.5, 5),
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(predicted[1], np.clip(np.mean(folded, axis=0) + 3.0 + movie_bias, 0.5, 5),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_autorec_learns_and_predicts_the_residual_over_the_user_and_movie_biases():
+    rng = np.random.default_rng(3)
+    stars = ((rng.random([7, 5]) < 0.6) * rng.integers(1, 6, [7, 5])).astype(np.float32)
+    stars[:, 0] = 0.0  # a movie nobody rated: its bias is 0
+    stars[:, 1] = np.maximum(stars[:, 1], 1.0)  # every user has a rating
+    model = AutoRecRecommender(5, 7, hidden=3, members=1, bias_l2=4.0, batch_size=2)
+    batches = list(model.training_dataset(part_of(stars), shuffle_seed=None))
+    inputs, targets, observed = (np.concatenate([b[i].numpy() for b in batches]) for i in range(3))
+    # the biases by hand: ridge least squares of the centred ratings on user and movie indicators
+    users, movies = np.nonzero(stars)
+    mean = stars[users, movies].mean()
+    design = np.zeros([len(users), 12])
+    design[np.arange(len(users)), users] = 1.0
+    design[np.arange(len(users)), 7 + movies] = 1.0
+    biases = np.linalg.solve(design.T @ design + 4.0 * np.eye(12),
+                             design.T @ (stars[users, movies] - mean))
+    user_bias, movie_bias = biases[:7], biases[7:]
+    np.testing.assert_allclose(model.user_bias.numpy(), user_bias, atol=1e-4)
+    np.testing.assert_allclose(model.movie_bias.numpy(), movie_bias, atol=1e-4)
+    # movies are the cases: the inputs stay the stars, the targets are the residuals
+    np.testing.assert_array_equal(inputs, stars.T)
+    np.testing.assert_array_equal(observed, stars.T > 0)
+    residual = stars.T - mean - user_bias[np.newaxis] - movie_bias[:, np.newaxis]
+    np.testing.assert_allclose(targets, np.where(stars.T > 0, residual, 0.0), atol=1e-4)
+    # a training user: their decoder column plus the baseline; anyone else: the fold-in of
+    # their ratings less the mean and the movies' biases, plus those
+    model.refresh()
+    codes = model.codes.numpy()[0]
+    decoder = model.network.members[0].decoder
+    kernel, bias = decoder.kernel.numpy(), decoder.bias.numpy()
+    new_user = np.array([4, 2, 0, 0, 5], np.float32)
+    predicted = model.predict_stars(np.array([2, 99]), np.stack([stars[2], new_user])).numpy()
+    expected = codes @ kernel[:, 2] + bias[2] + mean + user_bias[2] + movie_bias
+    np.testing.assert_allclose(predicted[0], np.clip(expected, 1, 5), atol=1e-4)
+    features = np.concatenate([codes, np.full([5, 1], FOLD_IN_BIAS)], axis=1).astype(np.float64)
+    rated = new_user > 0
+    weights = np.linalg.solve(features[rated].T @ features[rated] + 30.0 * np.eye(4),
+                              features[rated].T @ (new_user[rated] - mean - movie_bias[rated]))
+    np.testing.assert_allclose(predicted[1], np.clip(mean + movie_bias + features @ weights, 1, 5),
+                               atol=1e-4)
+
+
+def test_an_autorec_run_stored_before_the_biases_existed_reloads_without_them():
+    from autoencoders_tf import AutoRecConfig
+
+    assert AutoRecConfig().biases
+    assert not AutoRecConfig.from_dict({"model": "autorec", "hidden": 7}).biases
+    assert AutoRecConfig.from_dict({"hidden": 7, "biases": True}) == AutoRecConfig(hidden=7)
 
 
 def test_mult_vae_loss_is_multinomial_likelihood_plus_beta_kl_in_numpy():
@@ -172,8 +278,8 @@ def test_exports_give_the_same_outputs_in_a_fresh_process(data, tmp_path):
         "ease": EASE(data.num_movies, l2=10.0, movie_ids=data.movie_ids).fit(data.train),
         "mult-vae": MultVAERecommender(data.num_movies, hidden=8, latent_dim=4, epochs=2,
                                        batch_size=20, movie_ids=data.movie_ids),
-        "autorec": AutoRecRecommender(data.num_movies, train.num_users, hidden=6, epochs=2,
-                                      batch_size=10, movie_ids=data.movie_ids),
+        "autorec": AutoRecRecommender(data.num_movies, train.num_users, hidden=6, members=2,
+                                      epochs=2, batch_size=10, movie_ids=data.movie_ids),
     }
     models["mult-vae"].fit(data.train)
     models["autorec"].fit(data.train)
@@ -234,7 +340,7 @@ def test_the_readme_workflow_on_both_protocols(data):
 
 
 def test_the_networks_rebuild_from_their_config():
-    for network in (AutoRec(num_users=7, hidden=3, l2=0.1, dropout=0.2, seed=4),
+    for network in (AutoRec(num_users=7, hidden=3, l2=0.1, dropout=0.2, seed=4, members=2),
                     MultVAE(num_movies=9, hidden=5, latent_dim=2, anneal_steps=10)):
         clone = type(network).from_config(network.get_config())
         assert clone.get_config() == network.get_config()
