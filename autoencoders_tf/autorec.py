@@ -4,8 +4,8 @@ Filtering"): an autoencoder whose cases are movies.
 Each movie is the vector of its star ratings by the training users (0 where a user did not
 rate it). The network reconstructs it through `hidden` sigmoid units with an identity output,
 and learns from the squared error on the *observed* ratings only, with an L2 penalty on the
-weights. `members` such networks, seeded apart and trained side by side, make an ensemble
-whose prediction is the mean of theirs. With `biases` (the default) their targets are the
+weights. `members` such networks, seeded apart and trained side by side, each on its own
+shuffle of the movies, make an ensemble whose prediction is the mean of theirs. With `biases` (the default) their targets are the
 ratings less the user + movie biases model of `pipelines.rating_eval` (mean + b_user +
 b_movie, fitted on the training ratings), while their inputs stay the star ratings. User u's
 predicted rating of movie i is entry u of movie i's reconstruction plus that baseline:
@@ -86,12 +86,14 @@ class AutoRec(keras.Model):
     ensemble of `members` networks (`AutoRecMember`, seeds seed, seed + 2, ...) whose
     reconstruction is the mean of theirs.
 
-    ``loss`` is the sum over members of each one's mean squared error over a batch's observed
-    ratings plus (l2 / 2) (|W|^2 + |V|^2) of its encoder and decoder weights: its gradient is
-    each member's own, so the members learn independently, on the same batches. ``rmse`` is
-    over the observed ratings of every batch of the epoch and every member. A batch is
-    ``inputs`` (the same vectors are the targets), ``(inputs, targets)`` (a target of 0 is
-    not observed) or ``(inputs, targets, observed)``.
+    ``loss`` is the sum over members of each one's mean squared error over its batch's
+    observed ratings plus (l2 / 2) (|W|^2 + |V|^2) of its encoder and decoder weights: its
+    gradient is each member's own, so the members learn independently. ``rmse`` is over the
+    observed ratings of every batch of the epoch and every member. A batch is ``inputs`` (the
+    same vectors are the targets), ``(inputs, targets)`` (a target of 0 is not observed) or
+    ``(inputs, targets, observed)``, each either [batch, num_users], which every member sees,
+    or [members, batch, num_users], of which member m sees slice m (so that the members can
+    train on batches of their own).
     """
 
     def __init__(self, num_users, hidden=500, l2=1e-3, dropout=0.0, seed=0, members=1, **kwargs):
@@ -121,17 +123,22 @@ class AutoRec(keras.Model):
     def compute_losses(self, inputs, targets, observed=None, training=False):
         """{"loss", "squared_error_sum", "num_observed"} summed over the members; `observed`
         (default: targets != 0) says which target entries count: every other entry is
-        ignored, whatever its value."""
+        ignored, whatever its value. Each of the three is [batch, num_users] (every member's)
+        or [members, batch, num_users] (member m's is slice m)."""
         observed = tf.cast(tf.not_equal(targets, 0.0) if observed is None else observed, tf.float32)
-        num_observed = tf.reduce_sum(observed)
-        loss, squared_error_sum = 0.0, 0.0
-        for member in self.members:
-            error = tf.where(observed > 0, member(inputs, training=training) - targets, 0.0)
+        per_member = len(inputs.shape) == 3
+        loss, squared_error_sum, num_observed = 0.0, 0.0, 0.0
+        for m, member in enumerate(self.members):
+            member_inputs, member_targets, member_observed = (
+                (inputs[m], targets[m], observed[m]) if per_member else (inputs, targets, observed))
+            member_num_observed = tf.reduce_sum(member_observed)
+            error = tf.where(member_observed > 0, member(member_inputs, training=training) - member_targets, 0.0)
             member_squared_error = tf.reduce_sum(tf.square(error))
-            loss += member_squared_error / tf.maximum(num_observed, 1.0) + 0.5 * self.l2 * member.penalty()
+            loss += (member_squared_error / tf.maximum(member_num_observed, 1.0)
+                     + 0.5 * self.l2 * member.penalty())
             squared_error_sum += member_squared_error
-        return {"loss": loss, "squared_error_sum": squared_error_sum,
-                "num_observed": num_observed * len(self.members)}
+            num_observed += member_num_observed
+        return {"loss": loss, "squared_error_sum": squared_error_sum, "num_observed": num_observed}
 
     @staticmethod
     def _split(data):
@@ -228,7 +235,8 @@ class AutoRecRecommender(KerasRecommender):
     # -- training ----------------------------------------------------------------------------
 
     def training_dataset(self, train, shuffle_seed):
-        """Keeps what prediction needs of `train`; its movies' rating vectors, shuffled."""
+        """Keeps what prediction needs of `train`; its movies' rating vectors, shuffled for
+        each member apart (`member_dataset`)."""
         train = rating_part(train)
         if train.num_users != self.num_users or train.num_movies != self.num_movies:
             raise ValueError(f"the model was built for {self.num_users} users and {self.num_movies} "
@@ -241,7 +249,7 @@ class AutoRecRecommender(KerasRecommender):
             self.user_bias.assign(biases.training_user_bias)
             self.movie_bias.assign(biases.movie_bias)
         self._items = item_vectors(train, self.num_users)
-        return self.item_dataset(shuffle_seed)
+        return self.member_dataset(shuffle_seed)
 
     @property
     def offset(self):
@@ -258,20 +266,39 @@ class AutoRecRecommender(KerasRecommender):
         """Batches (values, targets, observed) of movies: [batch, num_users] ratings less the
         offset (0 where not rated), the ratings less the baseline (the biases model with
         `biases`, else the offset), and whether each is rated."""
+        return self._movie_batches(shuffle_seed, stacked=False).map(self._batch_of)
+
+    def member_dataset(self, shuffle_seed=None):
+        """The training batches: `item_dataset`'s, stacked [members, batch, num_users], member
+        m's drawn from its own shuffle of the movies every epoch (seed shuffle_seed + m).
+        Members that shared one batch order measured worse as an ensemble (validation RMSE
+        0.9265 against 0.9252 on ML-100K u1)."""
+        return self._movie_batches(shuffle_seed, stacked=True).map(self._batch_of)
+
+    def _movie_batches(self, shuffle_seed, stacked):
+        """Batches of movie rows: [batch], or [members, batch] of the members' own orders."""
+        def order(seed):
+            movies = tf.data.Dataset.range(self.num_movies)
+            if seed is not None:
+                movies = movies.shuffle(self.num_movies, seed=seed, reshuffle_each_iteration=True)
+            return movies.batch(self.config.batch_size)
+
+        if not stacked:
+            return order(shuffle_seed)
+        orders = tuple(order(None if shuffle_seed is None else shuffle_seed + m)
+                       for m in range(self.config.members))
+        return tf.data.Dataset.zip(orders).map(lambda *rows: tf.stack(rows))
+
+    def _batch_of(self, rows):
+        """(values, targets, observed) [*rows.shape, num_users] of the movies `rows`."""
         positions, ratings = self._items
-        dataset = tf.data.Dataset.range(self.num_movies)
-        if shuffle_seed is not None:
-            dataset = dataset.shuffle(self.num_movies, seed=shuffle_seed, reshuffle_each_iteration=True)
-
-        def batch_of(rows):
-            stars = densify_rows(positions, ratings, rows, self.num_users)
-            observed = tf.not_equal(stars, 0.0)
-            values = tf.where(observed, stars - self.offset, 0.0)
-            baseline = (self.baseline_mean + self.user_bias[tf.newaxis]
-                        + tf.gather(self.movie_bias, rows)[:, tf.newaxis])
-            return values, tf.where(observed, stars - baseline, 0.0), observed
-
-        return dataset.batch(self.config.batch_size).map(batch_of)
+        flat_rows = tf.reshape(rows, [-1])
+        stars = densify_rows(positions, ratings, flat_rows, self.num_users)
+        stars = tf.reshape(stars, tf.concat([tf.shape(rows, tf.int64), [self.num_users]], axis=0))
+        observed = tf.not_equal(stars, 0.0)
+        values = tf.where(observed, stars - self.offset, 0.0)
+        baseline = self.baseline_mean + self.user_bias + tf.gather(self.movie_bias, rows)[..., tf.newaxis]
+        return values, tf.where(observed, stars - baseline, 0.0), observed
 
     def refresh(self):
         """Recompute every movie's codes (each member's) from the training ratings and the

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -162,6 +163,45 @@ def test_an_autorec_ensemble_learns_each_member_on_its_own_loss_and_predicts_the
                                rtol=1e-4, atol=1e-4)
 
 
+def movie_order(batches, stars):
+    """Per member, the movies (columns of `stars`) in the order its batches hold them."""
+    inputs = np.concatenate([values.numpy() for values, _, _ in batches], axis=1)
+    return [[int(np.flatnonzero((stars.T == row).all(axis=1))[0]) for row in member] for member in inputs]
+
+
+def test_each_autorec_member_trains_on_its_own_shuffle_of_the_movies_as_if_alone():
+    rng = np.random.default_rng(4)
+    stars = ((rng.random([6, 11]) < 0.7) * rng.integers(1, 6, [6, 11])).astype(np.float32)
+    stars[0] = np.arange(1, 12) % 5 + 1  # every movie's vector is its own
+    stars[1] = np.arange(1, 12) // 5 + 1
+    keras.utils.set_random_seed(7)
+    model = AutoRecRecommender(11, 6, hidden=3, members=2, batch_size=4, dropout=0.2)
+    dataset = model.training_dataset(part_of(stars), shuffle_seed=7)
+    epochs = [list(dataset) for _ in range(2)]
+    assert [values.shape for values, _, _ in epochs[0]] == [(2, 4, 6), (2, 4, 6), (2, 3, 6)]
+    orders = [movie_order(batches, stars) for batches in epochs]
+    for epoch in orders:
+        assert all(sorted(member) == list(range(11)) for member in epoch)
+        assert epoch[0] != epoch[1]  # the members' orders differ...
+    assert orders[0][0] != orders[1][0]  # ...and change every epoch
+    # the same seed draws the same orders
+    keras.utils.set_random_seed(7)
+    assert movie_order(list(model.member_dataset(shuffle_seed=7)), stars) == orders[0]
+
+    # member m learns from slice m alone: as a lone network of its seed on member m's batches
+    network = AutoRec(num_users=6, hidden=3, l2=0.1, dropout=0.2, seed=1, members=2)
+    network.compile(optimizer=keras.optimizers.Adam(0.01))
+    for batch in epochs[0] + epochs[1]:
+        network.train_step(batch)
+    for m, member in enumerate(network.members):
+        alone = AutoRec(num_users=6, hidden=3, l2=0.1, dropout=0.2, seed=1 + 2 * m)
+        alone.compile(optimizer=keras.optimizers.Adam(0.01))
+        for batch in epochs[0] + epochs[1]:
+            alone.train_step(tuple(part[m] for part in batch))
+        for a, b in zip(member.trainable_weights, alone.trainable_weights):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_autorec_learns_and_predicts_the_residual_over_the_user_and_movie_biases():
     rng = np.random.default_rng(3)
     stars = ((rng.random([7, 5]) < 0.6) * rng.integers(1, 6, [7, 5])).astype(np.float32)
@@ -169,7 +209,8 @@ def test_autorec_learns_and_predicts_the_residual_over_the_user_and_movie_biases
     stars[:, 1] = np.maximum(stars[:, 1], 1.0)  # every user has a rating
     model = AutoRecRecommender(5, 7, hidden=3, members=1, bias_l2=4.0, batch_size=2)
     batches = list(model.training_dataset(part_of(stars), shuffle_seed=None))
-    inputs, targets, observed = (np.concatenate([b[i].numpy() for b in batches]) for i in range(3))
+    # the training batches are [members, batch, num_users]: the one member's
+    inputs, targets, observed = (np.concatenate([b[i].numpy()[0] for b in batches]) for i in range(3))
     # the biases by hand: ridge least squares of the centred ratings on user and movie indicators
     users, movies = np.nonzero(stars)
     mean = stars[users, movies].mean()
