@@ -73,11 +73,6 @@ class AutoRecConfig(StoredSettings):
 
     model = "autorec"
 
-    @classmethod
-    def from_dict(cls, stored):
-        # a run stored before `biases` existed was trained without them
-        return super().from_dict({"biases": False, **stored})
-
     def __post_init__(self):
         at_least("hidden", self.hidden, 1)
         at_least("members", self.members, 1)

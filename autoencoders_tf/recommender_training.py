@@ -221,6 +221,10 @@ def load_rec_run(run_dir):
 
     directory = runs.RunDirectory(run_dir)
     stored = directory.read_config()
+    if stored.get("model") == "autorec" and "members" not in stored:
+        # its checkpoint holds one network at other paths and no biases: it would not restore
+        raise RunError(f"{directory.path} holds an I-AutoRec run from before the ensemble of "
+                       "residual networks, which this version cannot read; train it again")
     config = CONFIGS[stored["model"]].from_dict(stored)
     movie_ids, titles = movie_table.read_movie_table(directory.path / movie_table.MOVIE_TABLE)
     model = build_rec_model(config, stored["num_movies"], stored["num_users"], movie_ids, titles,

@@ -245,12 +245,15 @@ def test_autorec_learns_and_predicts_the_residual_over_the_user_and_movie_biases
                                atol=1e-4)
 
 
-def test_an_autorec_run_stored_before_the_biases_existed_reloads_without_them():
-    from autoencoders_tf import AutoRecConfig
+def test_an_autorec_run_from_before_the_ensemble_is_refused_in_one_line(tmp_path):
+    from autoencoders_tf.recommender_training import load_rec_run
+    from pipelines.errors import RunError
 
-    assert AutoRecConfig().biases
-    assert not AutoRecConfig.from_dict({"model": "autorec", "hidden": 7}).biases
-    assert AutoRecConfig.from_dict({"hidden": 7, "biases": True}) == AutoRecConfig(hidden=7)
+    stored = {"model": "autorec", "num_movies": 6, "num_users": 2, "like_threshold_stars": 3.0,
+              "hidden": 3, "l2": 0.001, "dropout": 0.5, "learning_rate": 0.003}
+    (tmp_path / "run_config.json").write_text(json.dumps(stored))
+    with pytest.raises(RunError, match="from before the ensemble.*train it again"):
+        load_rec_run(tmp_path)
 
 
 def test_mult_vae_loss_is_multinomial_likelihood_plus_beta_kl_in_numpy():
