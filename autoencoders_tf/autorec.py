@@ -331,25 +331,27 @@ class AutoRecRecommender(KerasRecommender):
 
     def fold_in(self, stars):
         """Each user's ratings predicted from `stars` alone, the mean over the members of: ridge
-        regression of the user's
-        ratings less the mean training rating and the movies' biases (zero without `biases`)
-        on [member's code, FOLD_IN_BIAS] of the rated movies, penalty `fold_in_l2` (the bias feature's
-        large value leaves the user's own bias nearly unpenalised). Solved in dual form, a
-        system as large as the user's ratings; a user with none gets the mean plus the movie's
-        bias."""
+        regression of the user's ratings less the mean training rating and the movies' biases
+        (zero without `biases`) on [member's code, FOLD_IN_BIAS] of the rated movies, penalty
+        `fold_in_l2` (the bias feature's large value leaves the user's own bias nearly
+        unpenalised). Solved in dual form, a system as large as the user's ratings, whose
+        solution maps back to one weight per feature: the work and memory follow the catalogue
+        times the code, never the catalogue squared. A user with none gets the mean plus the
+        movie's bias."""
         features = tf.concat([self.codes, tf.fill([self.config.members, self.num_movies, 1], FOLD_IN_BIAS)],
-                             axis=2)
-        kernels = tf.matmul(features, features, transpose_b=True)  # [members, movies, movies]
+                             axis=2)  # [members, movies, hidden + 1]
         alpha = self.config.fold_in_l2
 
         def one_user(user_stars):
             rated = tf.where(user_stars != 0.0)[:, 0]
             residual = tf.gather(user_stars, rated) - self.mean - tf.gather(self.movie_bias, rated)
-            gram = tf.gather(tf.gather(kernels, rated, axis=1), rated, axis=2)
+            rated_features = tf.gather(features, rated, axis=1)  # [members, n, hidden + 1]
+            gram = tf.matmul(rated_features, rated_features, transpose_b=True)
             gram += alpha * tf.eye(tf.shape(rated)[0])
-            weights = tf.linalg.solve(gram, tf.tile(residual[tf.newaxis, :, tf.newaxis],
-                                                    [self.config.members, 1, 1]))
-            fitted = tf.matmul(tf.gather(kernels, rated, axis=2), weights)[:, :, 0]
+            dual = tf.linalg.solve(gram, tf.tile(residual[tf.newaxis, :, tf.newaxis],
+                                                 [self.config.members, 1, 1]))
+            primal = tf.matmul(rated_features, dual, transpose_a=True)  # [members, hidden + 1, 1]
+            fitted = tf.matmul(features, primal)[:, :, 0]
             return self.mean + self.movie_bias + tf.reduce_mean(fitted, axis=0)
 
         return tf.map_fn(one_user, stars, fn_output_signature=tf.TensorSpec([self.num_movies]))
