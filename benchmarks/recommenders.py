@@ -6,8 +6,7 @@
 
 For every fold: I-AutoRec and the rating RBM against the global mean and the user + movie
 biases model (test RMSE and MAE, and the ROC-AUC of the predicted stars for like against
-dislike), and Mult-VAE, EASE and the like/dislike RBM (weak protocol only: it trains on the
-fold's own parts) against the most popular movies (NDCG@10/100, recall@10/20/50
+dislike), and Mult-VAE, EASE and the like/dislike RBM against the most popular movies (NDCG@10/100, recall@10/20/50
 over every movie the user did not rate, the held-out likes relevant), each with the defaults
 `rec-train` uses, chosen on validation ratings only, under two protocols:
 
@@ -31,6 +30,7 @@ import tempfile
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -54,6 +54,8 @@ from pipelines.rating_eval import RATING_METRICS  # noqa: E402
 from pipelines.rating_eval import RatingBaselines  # noqa: E402
 from pipelines.rating_eval import evaluate_ratings  # noqa: E402
 from pipelines.rating_parts import hold_out_users  # noqa: E402
+from pipelines.movielens_data import UserPart  # noqa: E402
+from pipelines.rating_parts import RatingPart  # noqa: E402
 from pipelines.rating_parts import like_labels  # noqa: E402
 from rbm_tf import Recommender  # noqa: E402
 from rbm_tf import RecommenderConfig  # noqa: E402
@@ -90,8 +92,7 @@ def run_fold(data, protocol, log):
                       "interactions": ease.interactions}
     vae, notes = fit_rec_model(MultVAEConfig(), train, validation)
     scores["Mult-VAE"] = {**evaluate_ranking(vae.score, test), "best_epoch": notes["best_epoch"]}
-    if protocol == "weak":
-        scores["RBM (binary)"] = binary_rbm_scores(data)
+    scores["RBM (binary)"] = binary_rbm_scores(train, validation, test, data.like_threshold)
     scores["most popular"] = evaluate_ranking(MostPopular(train), test)
     log(f"  {protocol}: NDCG@10 EASE {scores['EASE']['ndcg_at_10']:.4f}, Mult-VAE "
         f"{scores['Mult-VAE']['ndcg_at_10']:.4f}, most popular "
@@ -99,22 +100,25 @@ def run_fold(data, protocol, log):
     return scores
 
 
-def binary_rbm_scores(data):
-    """The like/dislike RBM's defaults (`rbm-train`'s, early stopping as there) on the fold's
-    own parts, ranked by its `ranking_score` under this benchmark's ranking metrics."""
+def binary_rbm_scores(train, validation, test, like_threshold):
+    """The like/dislike RBM's defaults (`rbm-train`'s, early stopping as there) on the
+    protocol's parts, ranked by its `ranking_score` under this benchmark's ranking metrics."""
+    if isinstance(train, RatingPart):  # held-out users: the same parts as ragged cases
+        like_rate = float(np.mean(train.inputs.ratings >= like_threshold))
+        train, validation = UserPart(train, like_rate), UserPart(validation, like_rate)
     config = RecommenderConfig()
-    model = Recommender(data.num_movies, config)
-    patience, start = config.stopping_epochs(data.train.num_users)
+    model = Recommender(train.num_movies, config)
+    patience, start = config.stopping_epochs(train.num_users)
     stopping = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=patience,
                                              start_from_epoch=start, restore_best_weights=True)
-    model.fit(data.train, validation_data=data.validation, callbacks=[stopping])
+    model.fit(train, validation_data=validation, callbacks=[stopping])
 
     def score(user_ids, stars):
-        labels = tf.constant(like_labels(stars, data.like_threshold))
+        labels = tf.constant(like_labels(stars, like_threshold))
         return model.ranking_score(model.like_probability(labels)).numpy()
 
     best_epoch = int(model.epoch.numpy()) if stopping.best_weights is None else stopping.best_epoch + 1
-    return {**evaluate_ranking(score, data.test), "best_epoch": best_epoch}
+    return {**evaluate_ranking(score, test), "best_epoch": best_epoch}
 
 
 def rating_rbm_scores(data):

@@ -305,6 +305,26 @@ class ItemPart(RaggedCases):
 
 
 
+class UserPart(RaggedCases):
+    """A part of held-out users (`pipelines.rating_parts.hold_out_users`, a RatingPart) as the
+    ragged cases of a `MovieLensPart`, so that the like/dislike RBM trains on it and is
+    measured on it as on a prepared split. ``train_like_rate``: the like rate of the training
+    ratings (the majority baseline's label)."""
+
+    def __init__(self, part, train_like_rate):
+        self.name, self.num_movies, self.num_users = part.name, part.num_movies, part.num_users
+        self.user_ids = part.user_ids
+        self.train_like_rate = float(train_like_rate)
+        self.ragged_tensors = {"user_id": tf.constant(part.user_ids, tf.int64)}
+        for side, rows in (("input", part.inputs), ("target", part.targets)):
+            ragged = lambda values, rows=rows: tf.RaggedTensor.from_row_splits(
+                values, tf.constant(rows.indptr, tf.int64))
+            self.ragged_tensors[f"{side}_movies"] = ragged(rows.movies.astype(np.int32))
+            self.ragged_tensors[f"{side}_ratings"] = ragged(rows.ratings.astype(np.float32))
+            self.ragged_tensors[f"{side}_labels"] = ragged(
+                (rows.ratings >= part.like_threshold).astype(np.int32))
+
+
 def case_batches(count, batch_size, shuffle_seed=None, max_users=None):
     """Batches [batch] of case indices 0..count-1: the first `max_users` cases when given,
     all shuffled with `shuffle_seed` when given, in order otherwise."""

@@ -214,3 +214,29 @@ def test_preparing_leaves_nothing_in_the_systems_temporary_directory(tmp_path, m
     load_movielens(tmp_path / "data", "ml-100k", split="u1")
     # TFDS's constructor makes an empty tmp*tfds directory for a dataset not prepared yet
     assert [path.name for path in system_tmp.iterdir()] == []
+
+
+def test_held_out_users_become_ragged_cases_the_like_dislike_rbm_trains_and_is_measured_on():
+    from pipelines.movielens_data import UserPart
+    from pipelines.movielens_data import flat_ratings
+    from pipelines.rating_parts import RatingPart
+    from pipelines.rating_parts import SparseRows
+    from rbm_tf import Recommender
+
+    inputs = SparseRows.from_lists([[0, 2], [1], [0, 1, 3]], [[4.0, 2.0], [3.0], [1.0, 5.0, 2.5]])
+    targets = SparseRows.from_lists([[3], [0, 2], [2]], [[5.0], [2.0, 3.5], [4.0]])
+    part = UserPart(RatingPart("validation", 4, 3.0, np.array([7, 9, 12]), inputs, targets), 0.6)
+    assert (part.num_users, part.num_movies, part.train_like_rate) == (3, 4, 0.6)
+    users, movies, stars, labels = flat_ratings(part.ragged_tensors, "input")
+    np.testing.assert_array_equal(users, [7, 7, 9, 12, 12, 12])
+    np.testing.assert_array_equal(movies, [0, 2, 1, 0, 1, 3])
+    np.testing.assert_array_equal(stars, [4.0, 2.0, 3.0, 1.0, 5.0, 2.5])
+    np.testing.assert_array_equal(labels, [1, 0, 1, 0, 1, 0])  # like: 3 stars or more
+    users, movies, stars, labels = flat_ratings(part.ragged_tensors, "target")
+    np.testing.assert_array_equal(users, [7, 9, 9, 12])
+    np.testing.assert_array_equal(labels, [1, 0, 1, 1])
+
+    model = Recommender(4, hidden=3, batch_size=2, epochs=1)
+    history = model.fit(part, validation_data=part)
+    assert history.history["val_num_ratings"] == [4.0]
+    assert 0.0 <= history.history["val_auc"][0] <= 1.0
