@@ -86,9 +86,8 @@ def fit_rec_model(config, train, validation, callbacks=(), movie_ids=None, movie
     stopping = keras.callbacks.EarlyStopping(f"val_{metric}", mode=mode, patience=config.patience,
                                              restore_best_weights=True)
     model.fit(train, validation_data=validation, callbacks=[stopping, *callbacks])
-    best_epoch = int(model.epoch.numpy())
+    best_epoch = loop.kept_epoch(stopping, model.epoch.numpy())
     if stopping.best_weights is not None:
-        best_epoch = stopping.best_epoch + 1  # Keras counts epochs from 0
         model.refresh()
     return model, {"best_epoch": best_epoch}
 

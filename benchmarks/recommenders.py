@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -40,13 +39,13 @@ from autoencoders_tf import MultVAEConfig  # noqa: E402
 from autoencoders_tf import choose_ease  # noqa: E402
 from autoencoders_tf import fit_rec_model  # noqa: E402
 from benchmarks.rbm_quality import t_interval  # noqa: E402
+from pipelines import loop  # noqa: E402
 from pipelines import prepare_movielens  # noqa: E402
 from pipelines.ranking_eval import RANKING_METRICS  # noqa: E402
 from pipelines.ranking_eval import MostPopular  # noqa: E402
 from pipelines.ranking_eval import evaluate_ranking  # noqa: E402
 from rbm_tf import RatingRBMConfig  # noqa: E402
 from rbm_tf import RatingRecommender  # noqa: E402
-from rbm_tf.rating_recommender import early_stopping  # noqa: E402
 from rbm_tf.rating_recommender import release_levels  # noqa: E402
 from rbm_tf.rating_recommender import variant_parts  # noqa: E402
 from pipelines.rating_eval import LIKE_METRICS  # noqa: E402
@@ -108,17 +107,14 @@ def binary_rbm_scores(train, validation, test, like_threshold):
         train, validation = UserPart(train, like_rate), UserPart(validation, like_rate)
     config = RecommenderConfig()
     model = Recommender(train.num_movies, config)
-    patience, start = config.stopping_epochs(train.num_users)
-    stopping = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=patience,
-                                             start_from_epoch=start, restore_best_weights=True)
+    stopping = loop.update_stopping(config, train.num_users, "val_auc", "max")
     model.fit(train, validation_data=validation, callbacks=[stopping])
 
     def score(user_ids, stars):
         labels = tf.constant(like_labels(stars, like_threshold))
         return model.ranking_score(model.like_probability(labels)).numpy()
 
-    best_epoch = int(model.epoch.numpy()) if stopping.best_weights is None else stopping.best_epoch + 1
-    return {**evaluate_ranking(score, test), "best_epoch": best_epoch}
+    return {**evaluate_ranking(score, test), "best_epoch": loop.kept_epoch(stopping, model.epoch.numpy())}
 
 
 def rating_rbm_scores(data):
@@ -126,10 +122,9 @@ def rating_rbm_scores(data):
     config = RatingRBMConfig()
     train, validation, test, num_visible = variant_parts(data, config.variant)
     model = RatingRecommender(num_visible, release_levels(data), config, like_threshold=data.like_threshold)
-    stopping = early_stopping(config, train.num_users)
+    stopping = loop.update_stopping(config, train.num_users, "val_rmse", "min")
     model.fit(train, validation_data=validation, callbacks=[stopping])
-    best_epoch = int(model.epoch.numpy()) if stopping.best_weights is None else stopping.best_epoch + 1
-    return {**model.evaluate(test), "best_epoch": best_epoch}
+    return {**model.evaluate(test), "best_epoch": loop.kept_epoch(stopping, model.epoch.numpy())}
 
 
 def cell(values, bold=False):

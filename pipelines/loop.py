@@ -52,6 +52,22 @@ def fit_loop(model, train_epoch, epochs, initial_epoch=0, callbacks=(), verbose=
     return model.history
 
 
+def update_stopping(config, num_cases, monitor, mode):
+    """Keras's EarlyStopping on `monitor` under a config's rule counted in updates
+    (`stopping_epochs(num_cases)`: the patience and the first epoch that may stop, in epochs of
+    `num_cases` training cases); it keeps the best epoch's weights."""
+    patience, start = config.stopping_epochs(num_cases)
+    return keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
+                                         start_from_epoch=start, restore_best_weights=True)
+
+
+def kept_epoch(stopping, epochs_run):
+    """The epoch (from 1) whose weights a model holds after `fit` with the EarlyStopping
+    `stopping`: its best one when it restored them, else the last of `epochs_run`."""
+    # Keras counts epochs from 0
+    return int(epochs_run) if stopping.best_weights is None else stopping.best_epoch + 1
+
+
 def non_finite(record):
     """The first (key, value) of `record` whose number is nan or infinite, else None."""
     for key, value in record.items():

@@ -16,7 +16,6 @@ validation RMSE with the best epoch kept.
 
 import dataclasses
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -197,14 +196,6 @@ def variant_parts(data, variant):
             ItemPart([data.train, data.validation], data.test), len(train.user_ids))
 
 
-def early_stopping(config, num_cases):
-    """The stopping rule of `RatingRBMConfig` as a Keras callback, for `RatingRecommender.fit`
-    on `num_cases` training cases: it keeps the best epoch's weights."""
-    patience, start = config.stopping_epochs(num_cases)
-    return keras.callbacks.EarlyStopping(monitor="val_rmse", mode="min", patience=patience,
-                                         start_from_epoch=start, restore_best_weights=True)
-
-
 def train_rating_rbm(data, run_dir, config=None, resume=False, epochs=None, export=True, log=None):
     """Train a `RatingRecommender` on `data` in `run_dir`; returns metrics.json's content:
     ``test_rmse``, ``test_mae`` and the like-probability's ``test_accuracy``, ``test_auc``,
@@ -231,14 +222,13 @@ def train_rating_rbm(data, run_dir, config=None, resume=False, epochs=None, expo
     run.check_resumable(int(model.epoch.numpy()), config.epochs, log)
     baselines = RatingBaselines(data.train, data.validation)
     on_validation = baselines.evaluate(data.validation, prefix="validation_")
-    stopping = early_stopping(config, train.num_users)
+    stopping = loop.update_stopping(config, train.num_users, "val_rmse", "min")
     monitor = loop.RunMonitor(
         run, validation_name="validation", log=log, extra=lambda record: {"baselines": on_validation},
         describe=lambda record: describe_epoch(record, config.epochs, on_validation))
     model.fit(train, validation_data=validation, callbacks=[stopping, monitor])
-    best_epoch = int(model.epoch.numpy())
+    best_epoch = loop.kept_epoch(stopping, model.epoch.numpy())
     if stopping.best_weights is not None:
-        best_epoch = stopping.best_epoch + 1
         run.save_checkpoint(int(model.epoch.numpy()))
         if log:
             log(f"kept the weights of epoch {best_epoch}, the best validation RMSE")

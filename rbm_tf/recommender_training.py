@@ -10,8 +10,6 @@ and the export are `pipelines.loop`'s, shared with every other family.
 
 import dataclasses
 
-import keras
-
 from pipelines import distribute
 from pipelines import loop
 from pipelines import movie_table
@@ -119,10 +117,7 @@ def _train(data, run_dir, config, resume, epochs, export, log, strategy):
 
     baselines = Baselines(data)
     on_validation = baselines.evaluate(data.validation, prefix="validation_")
-    patience, start = config.stopping_epochs(data.train.num_users)
-    stopping = keras.callbacks.EarlyStopping(
-        monitor="val_auc", mode="max", patience=patience, start_from_epoch=start,
-        restore_best_weights=True)
+    stopping = loop.update_stopping(config, data.train.num_users, "val_auc", "max")
     monitor = loop.RunMonitor(
         run, validation_name="validation", log=log,
         extra=lambda record: {"baselines": on_validation},
@@ -130,9 +125,8 @@ def _train(data, run_dir, config, resume, epochs, export, log, strategy):
         describe=lambda record: describe_epoch(record, config.epochs, on_validation))
     model.fit(data.train, validation_data=data.validation, epochs=config.epochs,
               callbacks=[stopping, monitor])
-    best_epoch = int(model.epoch.numpy())
+    best_epoch = loop.kept_epoch(stopping, model.epoch.numpy())
     if stopping.best_weights is not None:
-        best_epoch = stopping.best_epoch + 1  # Keras counts epochs from 0
         # the kept weights, so that a re-export or restore of the run gets them too
         run.save_checkpoint(int(model.epoch.numpy()))
         if log:
