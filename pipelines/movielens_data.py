@@ -299,10 +299,7 @@ class ItemPart(RaggedCases):
     def _by_movie(self, user_index, movies, stars, labels):
         order = np.lexsort((user_index, movies))
         splits = np.concatenate([[0], np.cumsum(np.bincount(movies, minlength=self.num_movies))])
-        ragged = lambda values: tf.RaggedTensor.from_row_splits(values[order], splits.astype(np.int64))
-        return ragged(user_index.astype(np.int32)), ragged(stars.astype(np.float32)), \
-            ragged(labels.astype(np.int32))
-
+        return ragged_ratings(splits, user_index[order], stars[order], labels[order])
 
 
 class UserPart(RaggedCases):
@@ -317,12 +314,17 @@ class UserPart(RaggedCases):
         self.train_like_rate = float(train_like_rate)
         self.ragged_tensors = {"user_id": tf.constant(part.user_ids, tf.int64)}
         for side, rows in (("input", part.inputs), ("target", part.targets)):
-            ragged = lambda values, rows=rows: tf.RaggedTensor.from_row_splits(
-                values, tf.constant(rows.indptr, tf.int64))
-            self.ragged_tensors[f"{side}_movies"] = ragged(rows.movies.astype(np.int32))
-            self.ragged_tensors[f"{side}_ratings"] = ragged(rows.ratings.astype(np.float32))
-            self.ragged_tensors[f"{side}_labels"] = ragged(
-                (rows.ratings >= part.like_threshold).astype(np.int32))
+            (self.ragged_tensors[f"{side}_movies"], self.ragged_tensors[f"{side}_ratings"],
+             self.ragged_tensors[f"{side}_labels"]) = ragged_ratings(
+                rows.indptr, rows.movies, rows.ratings, rows.ratings >= part.like_threshold)
+
+
+def ragged_ratings(splits, indices, stars, labels):
+    """(indices int32, stars float32, like labels int32), each ragged by the row `splits`: the
+    ratings of a part's cases as its `ragged_tensors` hold them."""
+    ragged = lambda values: tf.RaggedTensor.from_row_splits(values, np.asarray(splits, np.int64))
+    return (ragged(np.asarray(indices, np.int32)), ragged(np.asarray(stars, np.float32)),
+            ragged(np.asarray(labels, np.int32)))
 
 
 def case_batches(count, batch_size, shuffle_seed=None, max_users=None):
