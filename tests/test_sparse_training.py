@@ -34,27 +34,97 @@ def dense_rows(rbm, movies, gradient_rows):
     return dense
 
 
-@pytest.mark.parametrize("by_product", [True, False])
+def stateless_draws(seed):
+    """A `uniform(shape)` whose i-th call draws from seed (seed, i): the same numbers for two
+    computations that draw the same shapes in the same order."""
+    calls = iter(range(10**6))
+    return lambda shape: tf.random.stateless_uniform(shape, [seed, next(calls)])
+
+
+def read_by(monkeypatch, reading):
+    """Make the sparse CD read the observed places by "product", "value" (a dot product or
+    scattered row per value) or "chunks" (of 3 places: cases span several), whatever a batch."""
+    monkeypatch.setattr(rbm_module, "PRODUCT_RATIO", 0 if reading == "value" else 10**9)
+    monkeypatch.setattr(rbm_module, "CHUNK_RATIO", 0 if reading == "chunks" else 10**9)
+    monkeypatch.setattr(rbm_module, "CHUNK", 3)
+
+
+@pytest.mark.parametrize("reading", ["product", "value", "chunks"])
 @pytest.mark.parametrize("layout", ["single", "pair"])
-def test_sparse_cd_gradients_equal_the_dense_masked_gradients(layout, by_product, monkeypatch):
-    """Both ways of reading the observed places (a [batch, columns] product, or one dot
-    product or scattered row per value) give the dense numbers."""
-    monkeypatch.setattr(rbm_module, "PRODUCT_RATIO", 64 if by_product else 0)
+def test_sparse_cd_gradients_equal_the_dense_masked_gradients(layout, reading, monkeypatch):
+    """Every way of reading the observed places gives the dense numbers."""
+    read_by(monkeypatch, reading)
     dense, rows, movies, values = tiny_ratings()
     rbm, twin = make_rbm(dense.shape[1], 3, layout), make_rbm(dense.shape[1], 3, layout)
     offset = tf.constant([0.3, -0.2, 0.0, 0.5])
-    # a given chain start and mean-field visible units leave only the hidden draws, which
-    # twins with one seed share
+    # a given chain start and mean-field visible units leave only the hidden draws, the same
+    # numbers for both
     chain_start = tf.constant(np.random.default_rng(0).integers(0, 2, [4, 3]), tf.float32)
     expected, _ = twin.contrastive_divergence(dense, dense >= 0, k=2, chain_start=chain_start,
-                                             mean_field_visible=True, offset=offset)
+                                             mean_field_visible=True, offset=offset,
+                                             uniform=stateless_draws(3))
     ratings, rated = SparseRatings.of_movies(rows, movies, values, 4)
     weights, visible_bias, hidden_bias, _ = rbm.sparse_contrastive_divergence(
         ratings, *rbm.rows_of(rated), k=2, chain_start=chain_start, mean_field_visible=True,
-        offset=offset)
+        offset=offset, uniform=stateless_draws(3))
     np.testing.assert_allclose(dense_rows(rbm, rated, weights.numpy()), expected[0], atol=1e-6)
     np.testing.assert_allclose(dense_rows(rbm, rated, visible_bias.numpy()), expected[1], atol=1e-6)
     np.testing.assert_allclose(hidden_bias, expected[2], atol=1e-6)
+
+
+def test_chunks_lay_out_each_case_s_values_in_order_and_every_case_at_least_once(monkeypatch):
+    monkeypatch.setattr(rbm_module, "CHUNK", 2)
+    # 5 values of case 0, none of case 1, 2 of case 2, none of case 3 (past the last row)
+    ratings = SparseRatings(tf.constant([0, 0, 0, 0, 0, 2, 2]), tf.range(7), tf.ones([7]), tf.constant(4),
+                            tf.constant(7))
+    place, case, value = ratings.chunks
+    np.testing.assert_array_equal(case, [0, 0, 0, 1, 2, 3])
+    np.testing.assert_array_equal(place, [0, 1, 2, 3, 4, 8, 9])
+    np.testing.assert_array_equal(value, [[0, 1], [2, 3], [4, 7], [7, 7], [5, 6], [7, 7]])
+    matrix = tf.reshape(tf.range(14, dtype=tf.float32), [7, 2])
+    chunked = ratings.chunked(matrix).numpy()
+    np.testing.assert_array_equal(chunked[2], [[8, 9], [0, 0]])  # value 4's row, then a zero row
+    np.testing.assert_array_equal(ratings.from_chunks(ratings.to_chunks(tf.range(7.0))), np.arange(7.0))
+
+
+@pytest.mark.parametrize("layout", ["single", "pair"])
+def test_a_chunked_chain_samples_what_the_products_sample_given_the_same_numbers(layout, monkeypatch):
+    """Sampled visible units (CD-3), a case with no value and a per-case offset: the chain read
+    by chunks and the one read by products draw the same samples and give the same gradients."""
+    dense, rows, movies, values = tiny_ratings(num_users=5, num_movies=40, seed=1)
+    keep = rows < 4  # case 4 of the batch has no value
+    rows, movies, values = rows[keep], movies[keep], values[keep]
+    offset = tf.constant([0.3, -0.2, 0.0, 0.5, 0.1])
+    results, chunked_reads = {}, []
+    layout_of = SparseRatings.chunked
+    monkeypatch.setattr(SparseRatings, "chunked", lambda self, matrix: chunked_reads.append(1) or
+                        layout_of(self, matrix))
+    for reading in ("chunks", "product"):
+        read_by(monkeypatch, reading)
+        rbm = make_rbm(40, 6, layout)
+        ratings, rated = SparseRatings.of_movies(rows, movies, values, 5)
+        results[reading] = rbm.sparse_contrastive_divergence(
+            ratings, *rbm.rows_of(rated), k=3, offset=offset, uniform=stateless_draws(7))
+    assert len(chunked_reads) == 1  # the chunks were read once, by the chunked chain only
+    for chunked, product in zip(results["chunks"], results["product"]):
+        np.testing.assert_allclose(chunked, product, atol=1e-6)
+    assert np.abs(results["chunks"][0].numpy()).sum() > 0
+
+
+def test_a_chunked_chain_draws_its_own_numbers_from_the_model_s_generator(monkeypatch):
+    """Without given numbers the chain draws from seeds of the model's generator: the same seed
+    gives the same gradients, another seed others."""
+    read_by(monkeypatch, "chunks")
+    dense, rows, movies, values = tiny_ratings(num_users=5, num_movies=40, seed=1)
+
+    def gradients(seed):
+        rbm = make_rbm(40, 6, "single")
+        rbm.generator.reset_from_seed(seed)
+        ratings, rated = SparseRatings.of_movies(rows, movies, values, 5)
+        return rbm.sparse_contrastive_divergence(ratings, *rbm.rows_of(rated), k=3)[0].numpy()
+
+    np.testing.assert_array_equal(gradients(1), gradients(1))
+    assert not np.array_equal(gradients(1), gradients(2))
 
 
 @pytest.mark.parametrize("layout", ["single", "pair"])
