@@ -47,11 +47,6 @@ from rbm_tf.sparse_training import SparseCDTrainer
 # how many ratings at everyone's like rate the prior on a user's offset (and on a movie's like
 # rate) is worth
 USER_PRIOR_STRENGTH = 5.0
-# Gibbs steps x hidden units from which an epoch runs one call a step rather than one traced
-# loop: measured on CPU, the loop ran CD-10 steps with 200 hidden units (ML-100K, batch 100)
-# 2-3 times as slowly, while with the defaults (CD-1, 50 hidden) on 10^6 ratings it saved the
-# calls' overhead, 10-20% of an epoch
-STEP_A_CALL_WORK = 1000
 # the training metrics of each epoch come from at most this many users (all of ML-100K's)
 TRAIN_MONITOR_USERS = 20_000
 
@@ -183,15 +178,9 @@ class Recommender(RBMWeights):
             shuffle_seed = self.config.seed * 100003 + epoch + 1
             if self.strategy is None:
                 movies, labels = train.ragged_tensors["input_movies"], train.ragged_tensors["input_labels"]
-                flat = (movies.row_splits, movies.values, labels.values)
-                if self.config.k * self.config.hidden >= STEP_A_CALL_WORK:
-                    # every user in the order of the batches (one batch of them all), cut in batches
-                    everyone = next(iter(train.case_batches(2**31 - 1, shuffle_seed=shuffle_seed)))
-                    for start in range(0, int(everyone.shape[0]), self.config.batch_size):
-                        self._train_users(*flat, everyone[start:start + self.config.batch_size])
-                else:
-                    self._train_epoch(*flat, train.case_batches(self.config.batch_size,
-                                                                shuffle_seed=shuffle_seed))
+                # every user in the order of the batches (one batch of them all)
+                everyone = train.case_batches(2**31 - 1, shuffle_seed=shuffle_seed).get_single_element()
+                self._train_epoch(movies.row_splits, movies.values, labels.values, everyone)
                 self.trainer.flush()
             else:  # every row is updated every step: nothing to flush
                 for batch in train.ragged_dataset(self.config.batch_size, shuffle_seed=shuffle_seed):
@@ -214,17 +203,16 @@ class Recommender(RBMWeights):
                                      verbose=verbose)
         return self.history
 
-    @tf.function
-    def _train_epoch(self, row_splits, movies, labels, batches):
-        # the whole epoch in one traced loop: no call a step (see STEP_A_CALL_WORK)
-        for users in batches:
-            self._train_users(row_splits, movies, labels, users)
-
     @tf.function(reduce_retracing=True)
+    def _train_epoch(self, row_splits, movies, labels, users):
+        # the whole epoch one traced loop over the batches of `users`, each read in the graph
+        # from flat tensors (a ragged argument, or a tf.data loop in the graph, costs more; with
+        # the latter CD-10 ran several times as slowly)
+        batch_size = self.config.batch_size
+        for start in tf.range(0, tf.shape(users, out_type=tf.int64)[0], batch_size):
+            self._train_users(row_splits, movies, labels, users[start:start + batch_size])
+
     def _train_users(self, row_splits, movies, labels, users):
-        # one step a call, the batch read in the graph from flat tensors: the same steps traced
-        # as one epoch-long loop ran 2-3 times as slowly on ML-100K at the tutorial's
-        # configuration (benchmarks/rbm_scale.py peer), and a ragged argument costs more to pass
         rows, places = gather_cases(row_splits, users)
         movies, values = tf.gather(movies, places), tf.cast(tf.gather(labels, places), tf.float32)
         batch_size = tf.shape(users)[0]
