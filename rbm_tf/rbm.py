@@ -123,8 +123,9 @@ class SparseRatings:
                 > CHUNK_RATIO * tf.cast(tf.size(self.rows), tf.int64))
 
     def to_chunks(self, values, fill=0.0):
-        """`values` [n] in the `chunks` layout: [chunks, CHUNK], ``fill`` where none is."""
-        return tf.gather(tf.concat([values, tf.fill([1], tf.cast(fill, values.dtype))], 0), self.chunks[2])
+        """`values` [n, ...] in the `chunks` layout: [chunks, CHUNK, ...], ``fill`` where none is."""
+        padding = [[0, 1]] + [[0, 0]] * (values.shape.rank - 1)
+        return tf.gather(tf.pad(values, padding, constant_values=fill), self.chunks[2])
 
     def from_chunks(self, chunked_values):
         """The inverse of `to_chunks`: [n]."""
@@ -423,7 +424,6 @@ class RBM(VisibleUnits, tf.Module):
         def by_chunks():
             # every vector a column ([batch, hidden, 1], [chunks, CHUNK, 1]): each read is one
             # batched matrix product of the chunks with no reshaping around it
-            draw = uniform or self._seeded_uniform(2 * k + 1)
             chunked = ratings.chunked(slope)
             case = ratings.chunks[1]
             hidden_input = (base_input if mean_field_visible else self._base_input(ratings, base)
@@ -431,7 +431,19 @@ class RBM(VisibleUnits, tf.Module):
             visible_input = tf.gather(bias_slope, ratings.columns)
             if offset is not None:
                 visible_input += tf.gather(offset, ratings.rows)
-            visible_input = ratings.to_chunks(visible_input)[..., tf.newaxis]
+            # the data and the visible inputs laid out by one gather
+            data, visible_input = tf.unstack(ratings.to_chunks(tf.stack([values, visible_input], 1))[
+                ..., tf.newaxis], axis=2)
+            if uniform is None:  # numbers of the shapes the chain draws, from seeds drawn once
+                draw = self._seeded_uniform(2 * k + 1)
+                visible_shape = tf.shape(data)
+                hidden_draw = draw
+            else:  # the numbers of the products' draws: [batch, hidden], and [n] for the values
+                def draw(_):
+                    return ratings.to_chunks(uniform(tf.shape(values)), 1.0)[..., tf.newaxis]
+
+                visible_shape = None
+                hidden_draw = lambda shape: uniform(shape[:-1])[..., tf.newaxis]  # noqa: E731
 
             def hidden_of(values):
                 return tf.sigmoid(tf.math.segment_sum(tf.matmul(chunked, values, adjoint_a=True), case)
@@ -441,15 +453,11 @@ class RBM(VisibleUnits, tf.Module):
                 probability = tf.sigmoid(tf.matmul(chunked, tf.gather(hidden, case)) + visible_input)
                 if mean_field_visible:
                     return probability
-                if uniform is None:  # a number for every place: one where no value is reads a zero row
-                    draws = draw(tf.shape(probability))
-                else:  # the numbers of the values, as the products draw them
-                    draws = ratings.to_chunks(uniform(tf.shape(values)), 1.0)[..., tf.newaxis]
-                return tf.cast(draws < probability, tf.float32)
+                # a number for every place: one where no value is reads a zero row
+                return tf.cast(draw(visible_shape) < probability, tf.float32)
 
             start = None if chain_start is None else chain_start[..., tf.newaxis]
-            chain = self._gibbs_chain(ratings.to_chunks(values)[..., tf.newaxis], hidden_of, visible_of,
-                                      k, start, lambda shape: draw(shape[:-1])[..., tf.newaxis])
+            chain = self._gibbs_chain(data, hidden_of, visible_of, k, start, hidden_draw)
             return (ratings.from_chunks(chain[0]),) + tuple(hidden[..., 0] for hidden in chain[1:])
 
         if k >= CHUNK_MIN_STEPS:
