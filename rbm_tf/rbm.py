@@ -192,10 +192,17 @@ class VisibleUnits:
 
     def _seeded_uniform(self, count):
         """A `uniform(shape)` for `count` draws, each from its own seed of one draw of the
-        generator: a stateless op a draw, which costs several times less than a stateful one."""
+        generator: a stateless op a draw, which costs several times less than a stateful one.
+        The numbers are `tf.random.stateless_uniform`'s on [0, 1), read by its kernel alone
+        (the wrapper's scaling to [minval, maxval) would add two operations a draw)."""
         seeds = self.generator.make_seeds(count)
         calls = iter(range(count))
-        return lambda shape: tf.random.stateless_uniform(shape, seeds[:, next(calls)])
+
+        def uniform(shape):
+            key, counter, algorithm = tf.raw_ops.StatelessRandomGetKeyCounterAlg(seed=seeds[:, next(calls)])
+            return tf.raw_ops.StatelessRandomUniformV2(shape=shape, key=key, counter=counter, alg=algorithm)
+
+        return uniform
 
     def _bernoulli(self, probability, uniform=None):
         uniform = uniform or self.generator.uniform

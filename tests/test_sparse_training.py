@@ -211,3 +211,12 @@ def test_momentum_power_holds_for_real_complex_and_repeated_eigenvalues(momentum
     expected = np.stack([np.linalg.matrix_power(matrix, n) for n in steps])
     np.testing.assert_allclose(momentum_power(momentum, decay, tf.constant(steps)), expected,
                                rtol=1e-9, atol=1e-12)
+
+
+def test_a_chain_s_own_numbers_are_stateless_uniform_numbers_from_the_generator_s_seeds():
+    rbm, twin = make_rbm(5, 3, "single"), make_rbm(5, 3, "single")
+    uniform = rbm._seeded_uniform(2)
+    first, second = uniform([4, 3]), uniform([7])
+    seeds = twin.generator.make_seeds(2)
+    np.testing.assert_array_equal(first, tf.random.stateless_uniform([4, 3], seeds[:, 0]))
+    np.testing.assert_array_equal(second, tf.random.stateless_uniform([7], seeds[:, 1]))
