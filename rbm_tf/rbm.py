@@ -33,9 +33,9 @@ from rbm_tf.config import VISIBLE_LAYOUTS
 
 # see SparseRatings.product_is_cheaper
 PRODUCT_RATIO = 64
-# the most values of one case a chunk holds (see SparseRatings.chunks), and from how many times
-# a chunk layout's places a Gibbs chain's [batch, columns] products cost more (see
-# SparseRatings.chunks_are_cheaper), and from how many Gibbs steps
+# the places of a chunk (see SparseRatings.chunks); a chain reads by chunks where its [batch,
+# columns] products do more than CHUNK_RATIO times the work, and has at least CHUNK_MIN_STEPS
+# Gibbs steps (see SparseRatings.chunks_are_cheaper)
 CHUNK = 32
 CHUNK_RATIO = 4
 CHUNK_MIN_STEPS = 2
@@ -88,10 +88,10 @@ class SparseRatings:
     @functools.cached_property
     def chunks(self):
         """Each case's values in order, cut in chunks of `CHUNK` places, each chunk one case's
-        and every case at least one: (place [n], case [chunks], value [chunks, CHUNK]): each
-        value's place in the flat
-        [chunks x CHUNK] layout, each chunk's case, and the value at each place (n where the
-        chunk's last places hold none). ``rows`` must be sorted (a ragged batch's are)."""
+        and every case at least one: (place [n], case [chunks], value [chunks, CHUNK]), each
+        value's place in the flat [chunks x CHUNK] layout, each chunk's case, and the value at
+        each place (n where none is: a chunk's tail). ``rows`` must be sorted (a ragged batch's
+        are)."""
         counts = tf.math.unsorted_segment_sum(tf.ones_like(self.rows), self.rows, self.batch_size)
         first_value = tf.cumsum(counts, exclusive=True)
         # at least one a case, so that a segment sum over the chunks' cases has every case
@@ -108,8 +108,9 @@ class SparseRatings:
 
     @functools.cached_property
     def chunks_are_cheaper(self):
-        """Whether a Gibbs chain reads the observed places by `chunks` (`chunked_dot`,
-        `chunked_times`) rather than by [batch, columns] products and a gather-and-sum.
+        """Whether a Gibbs chain reads the observed places by `chunks` (`chunked`: a batched
+        matrix-vector product a read) rather than by [batch, columns] products and a
+        gather-and-sum.
 
         A chunk's matrix-vector product reads only the places its case rated (and a chunk's
         unused tail) but runs slower per operation than a matrix product: measured on CPU
