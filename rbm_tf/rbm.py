@@ -415,9 +415,14 @@ class RBM(VisibleUnits, tf.Module):
         values = tf.cast(ratings.values, tf.float32)
         scale = tf.cast(ratings.batch_size, tf.float32)
         base, slope, bias_slope = self._value_form(weight_rows, bias_rows)
-        base_input = (self._base_input(ratings, base) if mean_field_visible else 0.0) + self.hidden_bias
+
+        def hidden_input():
+            """What the values' slopes add to in the hidden input: the bias and a pair's "0" rows."""
+            return self._base_input(ratings, base) + self.hidden_bias
 
         def by_products():
+            base_input = hidden_input() if mean_field_visible else None
+
             def hidden_of(values):
                 if not mean_field_visible:  # samples are 0/1: the fused sum of their units' rows
                     return tf.sigmoid(self._binary_input(ratings, values, weight_rows) + self.hidden_bias)
@@ -434,8 +439,7 @@ class RBM(VisibleUnits, tf.Module):
             # batched matrix product of the chunks with no reshaping around it
             chunked = ratings.chunked(slope)
             case = ratings.chunks[1]
-            hidden_input = (base_input if mean_field_visible else self._base_input(ratings, base)
-                            + self.hidden_bias)[..., tf.newaxis]
+            base_input = hidden_input()[..., tf.newaxis]
             visible_input = tf.gather(bias_slope, ratings.columns)
             if offset is not None:
                 visible_input += tf.gather(offset, ratings.rows)
@@ -443,26 +447,27 @@ class RBM(VisibleUnits, tf.Module):
             data, visible_input = tf.unstack(ratings.to_chunks(tf.stack([values, visible_input], 1))[
                 ..., tf.newaxis], axis=2)
             if uniform is None:  # numbers of the shapes the chain draws, from seeds drawn once
-                draw = self._seeded_uniform(2 * k + 1)
-                visible_shape = tf.shape(data)
-                hidden_draw = draw
-            else:  # the numbers of the products' draws: [batch, hidden], and [n] for the values
-                def draw(_):
-                    return ratings.to_chunks(uniform(tf.shape(values)), 1.0)[..., tf.newaxis]
+                hidden_draw = self._seeded_uniform(2 * k + 1)
+                places = tf.shape(data)
 
-                visible_shape = None
-                hidden_draw = lambda shape: uniform(shape[:-1])[..., tf.newaxis]  # noqa: E731
+                def visible_draw():  # one for every place: one where no value is reads a zero row
+                    return hidden_draw(places)
+            else:  # the numbers of the products' draws: [batch, hidden], and [n] for the values
+                def hidden_draw(shape):
+                    return uniform(shape[:-1])[..., tf.newaxis]
+
+                def visible_draw():
+                    return ratings.to_chunks(uniform(tf.shape(values)), 1.0)[..., tf.newaxis]
 
             def hidden_of(values):
                 return tf.sigmoid(tf.math.segment_sum(tf.matmul(chunked, values, adjoint_a=True), case)
-                                  + hidden_input)
+                                  + base_input)
 
             def visible_of(hidden):
                 probability = tf.sigmoid(tf.matmul(chunked, tf.gather(hidden, case)) + visible_input)
                 if mean_field_visible:
                     return probability
-                # a number for every place: one where no value is reads a zero row
-                return tf.cast(draw(visible_shape) < probability, tf.float32)
+                return tf.cast(visible_draw() < probability, tf.float32)
 
             start = None if chain_start is None else chain_start[..., tf.newaxis]
             chain = self._gibbs_chain(data, hidden_of, visible_of, k, start, hidden_draw)
