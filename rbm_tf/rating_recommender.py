@@ -239,14 +239,17 @@ def train_rating_rbm(data, run_dir, config=None, resume=False, epochs=None, expo
     final["beats_user_item_biases"] = final["test_rmse"] < biases
     final["verdict"] = ("beats every baseline" if final["beats_user_item_biases"]
                         else "does NOT beat the user+item biases model on RMSE")
-    return run.finish(final, export=rating_exporter(model, data) if export else None, model_name=MODEL_NAME)
+    return run.finish(final, export=rating_exporter(model, lambda: data) if export else None,
+                      model_name=MODEL_NAME)
 
 
-def rating_exporter(model, data):
-    """What exports a rating RBM trained on `data`'s training part: the model's own export
-    (user-based) or its `ItemServing`'s (item-based)."""
+def rating_exporter(model, load_data):
+    """What exports a rating RBM trained on the training part of the data `load_data()` gives:
+    the model's own export (user-based; the data are not read) or its `ItemServing`'s
+    (item-based)."""
     if model.config.variant == "user":
         return model.export
+    data = load_data()
     return ItemServing(model, ItemPart([data.train]), data).export
 
 
@@ -308,7 +311,7 @@ def export_rating_run(run_dir, export_base=None):
     directory = runs.RunDirectory(run_dir)
     directory.checkpoint_to_export()
     model = load_rating_run(run_dir)
-    exporter = model.export if model.config.variant == "user" else rating_exporter(model, load_run_data(run_dir))
+    exporter = rating_exporter(model, lambda: load_run_data(run_dir))
     path = runs.export_versioned(export_base or directory.export_base(), MODEL_NAME, exporter)
     directory.record_export(path)
     return path
