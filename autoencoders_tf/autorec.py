@@ -1,16 +1,16 @@
 """I-AutoRec (Sedhain, Menon, Sanner & Xie 2015, "AutoRec: Autoencoders Meet Collaborative
 Filtering"): an autoencoder whose cases are movies.
 
-Each movie is the vector of its star ratings by the training users (0 where a user did not
-rate it). The network reconstructs it through `hidden` sigmoid units with an identity output,
-and learns from the squared error on the *observed* ratings only, with an L2 penalty on the
-weights. `members` such networks, seeded apart and trained side by side, each on its own
-shuffle of the movies, make an ensemble whose prediction is the mean of theirs. With `biases` (the default) their targets are the
-ratings less the user + movie biases model of `pipelines.rating_eval` (mean + b_user +
-b_movie, fitted on the training ratings), while their inputs stay the star ratings. User u's
-predicted rating of movie i is entry u of movie i's reconstruction plus that baseline:
-``codes[i] . V[:, u] + c[u] + mean + b_user[u] + b_movie[i]`` (the first two averaged over
-the members), where codes are the hidden units of every movie.
+Each movie is the vector of its star ratings by the training users (0 where a user did not rate
+it). The network reconstructs it through `hidden` sigmoid units with an identity output, and
+learns from the squared error on the *observed* ratings only, with an L2 penalty on the weights.
+`members` such networks, seeded apart and trained side by side, each on its own shuffle of the
+movies, make an ensemble whose prediction is the mean of theirs. With `biases` (the default)
+their targets are the ratings less the user + movie biases model of `pipelines.rating_eval`
+(mean + b_user + b_movie, fitted on the training ratings), while their inputs stay the star
+ratings. User u's predicted rating of movie i is entry u of movie i's reconstruction plus that
+baseline: ``codes[i] . V[:, u] + c[u] + mean + b_user[u] + b_movie[i]`` (the first two averaged
+over the members), where codes are the hidden units of every movie.
 
 A user never seen in training has no decoder column: `AutoRecRecommender` fits one to their
 ratings by ridge regression on the movies' codes (the "fold-in"), in its dual form: one

@@ -6,9 +6,10 @@
 
 For every fold: I-AutoRec and the rating RBM against the global mean and the user + movie
 biases model (test RMSE and MAE, and the ROC-AUC of the predicted stars for like against
-dislike), and Mult-VAE, EASE and the like/dislike RBM against the most popular movies (NDCG@10/100, recall@10/20/50
-over every movie the user did not rate, the held-out likes relevant), each with the defaults
-`rec-train` uses, chosen on validation ratings only, under two protocols:
+dislike), and Mult-VAE, EASE and the like/dislike RBM against the most popular movies
+(NDCG@10/100, recall@10/20/50 over every movie the user did not rate, the held-out likes
+relevant), each with the defaults `rec-train` uses, chosen on validation ratings only, under
+two protocols:
 
 * weak generalisation: the fold's own test ratings of users seen in training;
 * strong generalisation: 10% of the fold's training users held out for validation and 10% for

@@ -14,10 +14,11 @@ weights whatever the number of replicas.
 * `fit_classifier`: backpropagation of a Keras classifier (the DBN's fine-tuning), where
   Keras's own `fit` fails under several workers.
 
-`ReplicatedCDStep` scatters each replica's per-movie sparse CD gradient rows into dense
-[units, hidden] gradients before the all-reduce. The cost: every update moves every row of the
-weights (and all-reduces them), the work of users x movies that the single-device path
-(`SparseCDTrainer.train_step`, lazy and sparse) avoids. The weights equal those of the single-device update after its `flush`.
+`ReplicatedCDStep` scatters each replica's per-movie sparse CD gradient rows into dense [units,
+hidden] gradients before the all-reduce. The cost: every update moves every row of the weights
+(and all-reduces them), the work of users x movies that the single-device path
+(`SparseCDTrainer.train_step`, lazy and sparse) avoids. The weights equal those of the
+single-device update after its `flush`.
 """
 
 import itertools
