@@ -53,6 +53,11 @@ class SparseRatings:
     batch_size: tf.Tensor
     num_columns: tf.Tensor
 
+    def __post_init__(self):
+        # read where the ratings are made: read first inside a tf.cond branch, the cached
+        # tensor would belong to that branch's graph and fail anywhere else
+        self.product_is_cheaper  # noqa: B018
+
     @classmethod
     def of_movies(cls, rows, movies, values, batch_size):
         """Ratings whose columns are the distinct movies rated; returns (ratings, movies)."""
@@ -474,8 +479,6 @@ class RBM(VisibleUnits, tf.Module):
             return (ratings.from_chunks(chain[0]),) + tuple(hidden[..., 0] for hidden in chain[1:])
 
         if k >= CHUNK_MIN_STEPS:
-            # read out here first: what a branch computes stays in the branch
-            _ = ratings.product_is_cheaper
             chain = tf.cond(ratings.chunks_are_cheaper, by_chunks, by_products)
         else:  # laying the chunks out costs about what a step saves
             chain = by_products()
